@@ -1,0 +1,89 @@
+"""The execution-backend interface: the reconcile logic never talks to a compute platform directly.
+
+Batch work (feature, training and drift jobs): submit / observe / cancel.
+Serving (model servers): apply / observe / delete.
+Every call is idempotent: a job is named from its owner (uid + generation), so a retry or an operator
+restart finds the work already submitted instead of starting it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from recops.controllers.common import Owner, SecretEnv
+
+
+class BackendUnavailable(Exception):
+    """This backend cannot be used by this operator (not enabled, no credentials, no cluster)."""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One run of a job program."""
+
+    owner: Owner
+    name: str
+    program: str
+    config: Mapping[str, Any]
+    image: str
+    plain_env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: tuple[SecretEnv, ...] = ()
+    children: tuple[Mapping[str, Any], ...] = ()  # kubernetes: the ConfigMap + Job manifests
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """What a backend knows of a job: state, timings and the program's result document."""
+
+    state: str  # "Pending" | "Running" | "Succeeded" | "Failed"
+    started_at: str | None = None
+    finished_at: str | None = None
+    result: Mapping[str, Any] | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ServingRequest:
+    owner: Owner
+    name: str
+    env: Mapping[str, str]
+    secret_env: tuple[SecretEnv, ...] = ()
+    replicas: int = 1
+    port: int = 8080
+    children: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ServingObservation:
+    desired_replicas: int
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    url: str | None
+    served_version: str | None = None
+    model_loaded: bool | None = None
+    message: str = ""
+
+
+class BatchBackend(Protocol):
+    name: str
+
+    def submit(self, request: JobRequest) -> None: ...
+
+    def observe(self, owner: Owner, name: str) -> JobObservation | None: ...
+
+    def cancel(self, owner: Owner, name: str) -> None: ...
+
+
+class ServingBackend(Protocol):
+    name: str
+
+    def apply(self, request: ServingRequest) -> None: ...
+
+    def observe_serving(self, owner: Owner, name: str) -> ServingObservation | None: ...
+
+    def delete(self, owner: Owner, name: str) -> None: ...
+
+

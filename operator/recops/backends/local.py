@@ -1,0 +1,195 @@
+"""The local backend: the same job and server programs as processes on the operator's host.
+
+This is what lets the embedded lab do real work without a kubelet or Docker. Credentials are read from the
+referenced Secrets at start and passed only in the process environment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from recops.backends.base import JobObservation, JobRequest, ServingObservation, ServingRequest
+from recops.controllers.common import Owner, SecretEnv
+
+# Job and server programs, run with the operator's own interpreter.
+PROGRAM_MODULES = {
+    "recops-features": "recops_features.cli",
+    "recops-train": "recops_training.cli",
+    "recops-drift": "recops_drift.cli",
+    "recops-serve": "recops_server.cli",
+}
+# What a local process inherits from the operator's environment; nothing else leaks into it.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "OPENBLAS_NUM_THREADS",
+                 "OMP_NUM_THREADS", "TMPDIR")
+
+SecretLookup = Callable[[str, str, str], str | None]
+
+
+class MissingSecret(Exception):
+    pass
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as ended.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, state_dir: Path, secret_lookup: SecretLookup) -> None:
+        self.state_dir = state_dir
+        self.secret_lookup = secret_lookup
+
+    # -- shared -------------------------------------------------------------------------------------------------
+    def _dir(self, owner: Owner, name: str) -> Path:
+        return self.state_dir / owner.namespace / name
+
+    def _env(self, owner: Owner, plain: Mapping[str, str], secrets: tuple[SecretEnv, ...]) -> dict[str, str]:
+        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        env.update(plain)
+        for s in secrets:
+            value = self.secret_lookup(owner.namespace, s.secret, s.key)
+            if value is None:
+                raise MissingSecret(f"Secret {s.secret!r} key {s.key!r} not found")
+            env[s.env] = value
+        return env
+
+    @staticmethod
+    def _command(program: str) -> list[str]:
+        return [sys.executable, "-m", PROGRAM_MODULES[program]]
+
+    # -- batch --------------------------------------------------------------------------------------------------
+    def submit(self, request: JobRequest) -> None:
+        run_dir = self._dir(request.owner, request.name)
+        if (run_dir / "pid").exists():
+            return  # already submitted: idempotent
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(request.config, indent=2, sort_keys=True))
+        env = self._env(request.owner, request.plain_env, request.secret_env)
+        env["RECOPS_RESULT_FILE"] = str(run_dir / "result.json")
+        command = [sys.executable, "-m", "recops.backends.local_runner", str(run_dir), "--",
+                   *self._command(request.program), "run", "--config", str(run_dir / "config.json"),
+                   "--result-file", str(run_dir / "result.json")]
+        proc = subprocess.Popen(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (run_dir / "started.json").write_text(json.dumps({"startedAt": _now(), "pid": proc.pid}))
+        (run_dir / "pid").write_text(str(proc.pid))
+
+    def observe(self, owner: Owner, name: str) -> JobObservation | None:
+        run_dir = self._dir(owner, name)
+        if not (run_dir / "pid").exists():
+            return None
+        started = json.loads((run_dir / "started.json").read_text()) if (run_dir / "started.json").exists() else {}
+        result = None
+        if (run_dir / "result.json").exists():
+            try:
+                result = json.loads((run_dir / "result.json").read_text())
+            except ValueError:
+                result = None
+        if (run_dir / "exit.json").exists():
+            ended = json.loads((run_dir / "exit.json").read_text())
+            state = "Succeeded" if ended["exitCode"] == 0 else "Failed"
+            return JobObservation(state, started.get("startedAt"), ended["finishedAt"], result,
+                                  f"exit code {ended['exitCode']}")
+        pid = int((run_dir / "pid").read_text())
+        if _alive(pid):
+            return JobObservation("Running", started.get("startedAt"), None, result)
+        return JobObservation("Failed", started.get("startedAt"), _now(), result,
+                              "the job process ended without recording an exit code (killed?)")
+
+    def cancel(self, owner: Owner, name: str) -> None:
+        self._kill(self._dir(owner, name))
+
+    @staticmethod
+    def _kill(run_dir: Path) -> None:
+        pid_file = run_dir / "pid"
+        if pid_file.exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    # -- serving ------------------------------------------------------------------------------------------------
+    def apply(self, request: ServingRequest) -> None:
+        run_dir = self._dir(request.owner, request.name)
+        digest = hashlib.sha256(json.dumps([dict(request.env), [s.__dict__ for s in request.secret_env],
+                                            request.replicas], sort_keys=True).encode()).hexdigest()[:16]
+        state = self._serving_state(run_dir)
+        if state and state.get("digest") == digest and _alive(int(state["pid"])):
+            return
+        if state:
+            self._kill(run_dir)
+        if request.replicas == 0:
+            (run_dir / "serving.json").unlink(missing_ok=True)
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        port = int(state["port"]) if state and state.get("digest") == digest else _free_port()
+        env = self._env(request.owner, request.env, request.secret_env)
+        env.update({"RECOPS_PORT": str(port), "RECOPS_HOST": "127.0.0.1"})
+        with open(run_dir / "server.log", "ab") as log:
+            proc = subprocess.Popen(self._command("recops-serve"), env=env, start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
+        (run_dir / "pid").write_text(str(proc.pid))
+        (run_dir / "serving.json").write_text(json.dumps({"pid": proc.pid, "port": port, "digest": digest,
+                                                          "startedAt": _now()}))
+
+    @staticmethod
+    def _serving_state(run_dir: Path) -> dict[str, Any] | None:
+        path = run_dir / "serving.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def observe_serving(self, owner: Owner, name: str, desired_replicas: int = 1) -> ServingObservation | None:
+        run_dir = self._dir(owner, name)
+        state = self._serving_state(run_dir)
+        if state is None:
+            return None
+        url = f"http://127.0.0.1:{state['port']}"
+        alive = _alive(int(state["pid"]))
+        ready, version, message = False, None, "" if alive else "the server process is not running"
+        if alive:
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:  # noqa: S310 (loopback only)
+                    body = json.loads(resp.read() or b"{}")
+                    ready = resp.status == 200
+                    version = body.get("modelVersion") or body.get("version")
+            except (OSError, ValueError) as exc:
+                message = f"not ready: {exc}"
+        return ServingObservation(desired_replicas=desired_replicas, replicas=1 if alive else 0,
+                                  ready_replicas=1 if ready else 0, updated_replicas=1 if alive else 0, url=url,
+                                  served_version=str(version) if version else None,
+                                  model_loaded=ready, message=message)
+
+    def delete(self, owner: Owner, name: str) -> None:
+        self._kill(self._dir(owner, name))

@@ -1,0 +1,34 @@
+"""Runs one job program for the local backend and records how it ended.
+
+`python -m recops.backends.local_runner RUN_DIR -- PROGRAM ARGS...`: the runner lives in its own session,
+so a job keeps running (as a Kubernetes Job would) when the operator restarts, and `exit.json` tells
+the operator how it ended even if the operator was down at the time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def main(argv: list[str]) -> int:
+    run_dir = Path(argv[0])
+    command = argv[argv.index("--") + 1:]
+    with open(run_dir / "log.txt", "ab") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
+    tmp = run_dir / "exit.json.tmp"
+    tmp.write_text(json.dumps({"exitCode": code, "finishedAt": _now()}))
+    os.replace(tmp, run_dir / "exit.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

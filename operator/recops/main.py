@@ -1,0 +1,76 @@
+"""kopf registrations only: every handler delegates to `recops.reconcile`.
+
+Run with `recops operator` (or `kopf run -m recops.main`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from recops import kube, reconcile
+from recops.api import FINALIZER, GROUP, VERSION
+from recops.backends.kubernetes import KubernetesBackend
+from recops.backends.local import LocalBackend
+from recops.config import load
+from recops.metrics import start_metrics_server
+
+CONFIG = load()
+log = logging.getLogger("recops")
+
+
+def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(dict(body), type=type_, reason=reason, message=message)  # type: ignore[arg-type]
+
+
+CTX = reconcile.Context(config=CONFIG, kubernetes=KubernetesBackend(),
+                        local=LocalBackend(CONFIG.local_state_dir, kube.secret_value),
+                        post_event=_post_event, logger=log)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.loggers = False  # logs are not Events; condition transitions are posted explicitly
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+    settings.execution.max_workers = 8
+    if CONFIG.metrics_port:
+        start_metrics_server(CONFIG.metrics_port)
+    log.info("Started the Recops operator with backends %s.", ",".join(sorted(CONFIG.enabled_backends)))
+
+
+@kopf.on.probe(id="ready")
+def probe(**_: Any) -> bool:
+    return True
+
+
+def _register(plural: str) -> None:
+    def handle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        reconcile.run(CTX, plural, body, patch)  # type: ignore[arg-type]
+
+    def timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        reconcile.run(CTX, plural, body, patch)  # type: ignore[arg-type]
+
+    def cleanup(body: kopf.Body, **_: Any) -> None:
+        reconcile.cleanup(CTX, plural, body)  # type: ignore[arg-type]
+
+    kopf.on.resume(GROUP, VERSION, plural, id="reconcile")(handle)
+    kopf.on.create(GROUP, VERSION, plural, id="reconcile")(handle)
+    kopf.on.update(GROUP, VERSION, plural, id="reconcile")(handle)
+    kopf.timer(GROUP, VERSION, plural, id="resync", interval=CONFIG.resync_seconds, sharp=False,
+               idle=None)(timer)
+    kopf.on.delete(GROUP, VERSION, plural, id="cleanup", optional=False)(cleanup)
+
+
+for _plural in reconcile.RECONCILERS:
+    _register(_plural)
+
+

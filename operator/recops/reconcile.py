@@ -1,0 +1,413 @@
+"""Level-based, idempotent reconcile per kind: gather -> pure build/decide -> apply -> status.
+
+Called by the kopf handlers in `main.py` on create, update, resume and on a timer, so a deleted or edited
+child is restored within one resync interval. Status is written only when it changed; a condition whose
+status flips becomes a Kubernetes Event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from recops import kube, mlflow_rest
+from recops.api.base import Backend
+from recops.api.driftmonitor import DriftMonitorSpec
+from recops.api.featurepipeline import FeaturePipelineSpec
+from recops.api.recommenderdeployment import RecommenderDeploymentSpec
+from recops.api.trainingrun import TrainingRunSpec
+from recops.backends.base import JobObservation, JobRequest, ServingRequest
+from recops.backends.kubernetes import KubernetesBackend
+from recops.backends.local import LocalBackend, MissingSecret
+from recops.conditions import Verdict, apply_verdicts, now_rfc3339, status_patch, transitions
+from recops.config import Config
+from recops.controllers import driftmonitor as dm
+from recops.controllers import featurepipeline as fp
+from recops.controllers import recommenderdeployment as rd
+from recops.controllers import trainingrun as tr
+from recops.controllers.common import Owner
+from recops.controllers.references import ObjectNeed, SecretNeed, check_objects, check_secrets
+from recops.controllers.schedule import due_run_name, request_run_name
+
+RUN_REQUEST_ANNOTATION = "recops.dev/run-requested"
+KIND_PLURALS = {"FeaturePipeline": "featurepipelines", "TrainingRun": "trainingruns",
+                "RecommenderDeployment": "recommenderdeployments", "DriftMonitor": "driftmonitors"}
+
+EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+@dataclass
+class Context:
+    """What reconcilers share: settings, backends and the event poster."""
+
+    config: Config
+    kubernetes: KubernetesBackend
+    local: LocalBackend
+    post_event: EventPoster
+    logger: logging.Logger
+    # kopf runs change handlers and timers for one object concurrently: one lock per object serialises
+    # them, and the status last written stands in for the (possibly older) body the second one was given.
+    locks: dict[str, threading.Lock] = field(default_factory=dict)
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock_for(self, uid: str) -> threading.Lock:
+        with self._guard:
+            return self.locks.setdefault(uid, threading.Lock())
+
+    def forget(self, uid: str) -> None:
+        with self._guard:
+            self.locks.pop(uid, None)
+            self.written.pop(uid, None)
+
+    def backend_verdict(self, backend: str) -> Verdict:
+        if backend not in self.config.enabled_backends:
+            return Verdict.fail("BackendUnavailable",
+                                f"spec.backend: {backend!r} is not enabled in this operator (enabled: "
+                                f"{', '.join(sorted(self.config.enabled_backends))}); choose one of those or "
+                                f"enable it with RECOPS_BACKENDS")
+        if backend in (Backend.ECS, Backend.SAGEMAKER):
+            return Verdict.fail("BackendUnavailable", f"spec.backend: the {backend} backend is not available in "
+                                "this version of the operator yet; use kubernetes or local")
+        return Verdict.ok("BackendAvailable", f"backend {backend} is available")
+
+
+# -- shared edges ---------------------------------------------------------------------------------------------------
+
+def _secrets_verdict(namespace: str, needs: list[SecretNeed]) -> Verdict:
+    found = {n.secret: kube.secret_keys(namespace, n.secret) for n in needs}
+    return check_secrets(needs, found)
+
+
+def _objects(namespace: str, needs: list[ObjectNeed]) -> tuple[Verdict, dict[str, dict[str, Any]]]:
+    bodies: dict[str, dict[str, Any]] = {}
+    found: dict[tuple[str, str], bool] = {}
+    for need in needs:
+        obj = kube.get("recops.dev/v1alpha1", need.kind, namespace, need.name)
+        found[(need.kind, need.name)] = obj is not None
+        if obj is not None:
+            bodies[need.kind] = obj
+    return check_objects(needs, found), bodies
+
+
+def write_status(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str, Any],
+                 verdicts: Mapping[str, Verdict], fields: Mapping[str, Any]) -> None:
+    """Merge conditions and fields into status; patch only what changed; post Events on transitions."""
+    uid = body["metadata"]["uid"]
+    current = {**dict(body.get("status") or {}), **ctx.written.get(uid, {})}
+    generation = int(body["metadata"].get("generation", 1))
+    conditions = apply_verdicts(current.get("conditions"), verdicts, generation, now_rfc3339())
+    desired = {**fields, "observedGeneration": generation, "conditions": conditions}
+    changes = status_patch(current, desired)
+    if not changes:
+        return
+    patch.setdefault("status", {}).update(changes)
+    ctx.written[uid] = {**current, **changes}
+    for type_, old, new in transitions(current.get("conditions") or [], conditions):
+        verdict = verdicts.get(type_)
+        if verdict is None or old is None and new == "Unknown":
+            continue
+        kind = "Warning" if (new == "False" and type_ in ("Ready", "Succeeded", "ModelLoaded")) or \
+            (type_ == "DriftDetected" and new == "True") else "Normal"
+        ctx.post_event(body, kind, verdict.reason, f"{type_} is {new}: {verdict.message}"[:1000])
+
+
+def _invalid_spec(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str, Any], summary: str,
+                  exc: ValidationError) -> None:
+    first = exc.errors()[0]
+    where = "spec." + ".".join(str(p) for p in first["loc"])
+    verdict = Verdict.fail("InvalidSpec", f"{where}: {first['msg']}")
+    write_status(ctx, body, patch, {summary: verdict}, {})
+
+
+def _parse(model: type[Any], body: Mapping[str, Any]) -> Any:
+    return model.model_validate(body.get("spec") or {})
+
+
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _run_record(name: str, obs: JobObservation) -> dict[str, Any]:
+    record: dict[str, Any] = {"name": name, "result": obs.state}
+    if obs.result and not obs.result.get("ok") and obs.result.get("reason") == "QualityGateFailed":
+        record["result"] = "QualityFailed"
+    if obs.started_at:
+        record["startedAt"] = obs.started_at
+    if obs.finished_at:
+        record["finishedAt"] = obs.finished_at
+        if obs.started_at:
+            record["durationSeconds"] = int((_utc(obs.finished_at) - _utc(obs.started_at)).total_seconds())
+    message = (obs.result or {}).get("message") or obs.message
+    if message:
+        record["message"] = str(message)[:1000]
+    return record
+
+
+# -- FeaturePipeline ------------------------------------------------------------------------------------------------
+
+def featurepipeline(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str, Any]) -> None:
+    try:
+        spec: FeaturePipelineSpec = _parse(FeaturePipelineSpec, body)
+    except ValidationError as exc:
+        _invalid_spec(ctx, body, patch, "Ready", exc)
+        return
+    owner = Owner.from_body("FeaturePipeline", body)
+    backend = ctx.backend_verdict(spec.backend)
+    refs = _secrets_verdict(owner.namespace, fp.secret_needs(spec))
+    status = dict(body.get("status") or {})
+    last_obs: tuple[str, JobObservation] | None = None
+    children_ready = False
+    request_token = (body["metadata"].get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
+    extra: dict[str, Any] = {}
+    if backend.is_true and refs.is_true:
+        run_base = fp.cronjob_name(owner)
+        if spec.backend == Backend.KUBERNETES:
+            children = fp.build_children(spec, owner)
+            for child in children:
+                kube.apply(child)
+            children_ready = True
+            if request_token and request_token != status.get("lastRunRequest"):
+                job = _job_from_cronjob(children[1], request_run_name(run_base, request_token))
+                kube.apply(job)
+                extra["lastRunRequest"] = request_token
+            jobs = kube.list_objects("batch/v1", "Job", owner.namespace,
+                                     f"recops.dev/featurepipeline={owner.name}")
+            if jobs:
+                newest = max(jobs, key=lambda j: j["metadata"]["creationTimestamp"])
+                last_obs = (newest["metadata"]["name"], ctx.kubernetes.observe_job(newest))
+        else:
+            children_ready = True
+            last_name = (status.get("lastRun") or {}).get("name")
+            running = last_name and (obs := ctx.local.observe(owner, last_name)) and obs.state == "Running"
+            name = None
+            if request_token and request_token != status.get("lastRunRequest"):
+                name = request_run_name(run_base, request_token)
+                extra["lastRunRequest"] = request_token
+            elif not running:
+                created = _utc(body["metadata"]["creationTimestamp"])
+                name = due_run_name(run_base, spec.schedule, dt.datetime.now(dt.UTC), created, last_name,
+                                    spec.suspend)
+            if name and not (running and spec.concurrency_policy == "Forbid"):
+                try:
+                    ctx.local.submit(JobRequest(owner=owner, name=name, program=fp.PROGRAM,
+                                                config=fp.job_config(spec, owner), image=spec.image,
+                                                plain_env=fp.plain_env(spec), secret_env=tuple(fp.secret_env(spec))))
+                    last_name = name
+                except MissingSecret as exc:
+                    refs = Verdict.fail("SecretNotFound", str(exc))
+            if last_name and (obs := ctx.local.observe(owner, last_name)):
+                last_obs = (last_name, obs)
+    last_run = _run_record(*last_obs) if last_obs else None
+    result = last_obs[1].result if last_obs and last_obs[1].state in ("Succeeded", "Failed") else None
+    verdicts, fields = fp.decide(fp.Observed(backend=backend, references=refs, children_ready=children_ready,
+                                             last_run=last_run, result=result))
+    if "latestSnapshot" not in fields and status.get("latestSnapshot"):
+        fields["latestSnapshot"] = status["latestSnapshot"]  # a failed run keeps the last good snapshot
+    write_status(ctx, body, patch, verdicts, {**fields, **extra})
+
+
+def _job_from_cronjob(cronjob: Mapping[str, Any], name: str) -> dict[str, Any]:
+    template = cronjob["spec"]["jobTemplate"]
+    meta = dict(cronjob["metadata"])
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {**{k: meta[k] for k in ("namespace", "ownerReferences")}, "name": name,
+                         "labels": dict(template["metadata"]["labels"]),
+                         "annotations": dict(template["metadata"].get("annotations") or {})},
+            "spec": template["spec"]}
+
+
+# -- TrainingRun ----------------------------------------------------------------------------------------------------
+
+def trainingrun(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str, Any]) -> None:
+    try:
+        spec: TrainingRunSpec = _parse(TrainingRunSpec, body)
+    except ValidationError as exc:
+        _invalid_spec(ctx, body, patch, "Succeeded", exc)
+        return
+    owner = Owner.from_body("TrainingRun", body)
+    status = dict(body.get("status") or {})
+    if _finished(status, "Succeeded"):
+        return  # a finished run is a record: nothing to reconcile
+    backend = ctx.backend_verdict(spec.backend)
+    objects, found = _objects(owner.namespace, tr.object_needs(spec))
+    secrets = _secrets_verdict(owner.namespace, tr.secret_needs(spec))
+    refs = objects if not objects.is_true else secrets
+    snapshot, snapshot_uri = Verdict.unknown("NotResolved"), None
+    job_state, result, job_message = None, None, ""
+    name = tr.job_name(owner)
+    fields: dict[str, Any] = {}
+    if backend.is_true and refs.is_true:
+        pipeline = found.get("FeaturePipeline")
+        snapshot, snapshot_uri = tr.resolve_snapshot(spec, (pipeline or {}).get("status"))
+        if status.get("snapshotUri"):
+            snapshot, snapshot_uri = Verdict.ok("SnapshotResolved"), status["snapshotUri"]
+        if snapshot.is_true and snapshot_uri:
+            try:
+                mlflow_rest.check(spec.mlflow.tracking_uri, ctx.config.http_timeout_seconds)
+            except mlflow_rest.MLflowUnavailable as exc:
+                snapshot = Verdict.unknown("MLflowUnavailable", f"spec.mlflow.trackingUri: {exc}; retrying")
+        if snapshot.is_true and snapshot_uri:
+            fields["snapshotUri"] = snapshot_uri
+            fields["jobName"] = name
+            backend_impl = ctx.kubernetes if spec.backend == Backend.KUBERNETES else ctx.local
+            try:
+                backend_impl.submit(JobRequest(
+                    owner=owner, name=name, program=tr.PROGRAM, config=tr.job_config(spec, owner, snapshot_uri),
+                    image=spec.image, plain_env={"MLFLOW_TRACKING_URI": spec.mlflow.tracking_uri},
+                    secret_env=tuple(tr.secret_env(spec)),
+                    children=tuple(tr.build_children(spec, owner, snapshot_uri))))
+            except MissingSecret as exc:
+                refs = Verdict.fail("SecretNotFound", str(exc))
+            obs = backend_impl.observe(owner, name)
+            if obs:
+                job_state, result, job_message = obs.state, obs.result, obs.message
+                if obs.started_at:
+                    fields["startedAt"] = obs.started_at
+                if obs.finished_at:
+                    fields["completedAt"] = obs.finished_at
+    verdicts, decided = tr.decide(tr.Observed(backend=backend, references=refs, snapshot=snapshot,
+                                              job_state=job_state, result=result, job_message=job_message))
+    write_status(ctx, body, patch, verdicts, {**fields, **decided})
+
+
+def _finished(status: Mapping[str, Any], type_: str) -> bool:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") in ("True", "False") and \
+                cond.get("reason") not in ("InvalidSpec", "BackendUnavailable"):
+            return True
+    return False
+
+
+# -- RecommenderDeployment ------------------------------------------------------------------------------------------
+
+def recommenderdeployment(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str, Any]) -> None:
+    try:
+        spec: RecommenderDeploymentSpec = _parse(RecommenderDeploymentSpec, body)
+    except ValidationError as exc:
+        _invalid_spec(ctx, body, patch, "Ready", exc)
+        return
+    owner = Owner.from_body("RecommenderDeployment", body)
+    backend = ctx.backend_verdict(spec.backend)
+    refs = _secrets_verdict(owner.namespace, rd.secret_needs(spec))
+    model = Verdict.unknown("Pending", "no replica has loaded the model yet")
+    fields: dict[str, Any] = {}
+    desired_version = None
+    if backend.is_true and refs.is_true:
+        try:
+            desired_version = (spec.model.version or mlflow_rest.version_for_alias(
+                spec.model.tracking_uri, spec.model.name, spec.model.alias or "", ctx.config.http_timeout_seconds))
+            if desired_version is None:
+                model = Verdict.fail("ModelNotFound", f"spec.model: no version of {spec.model.name!r} has alias "
+                                     f"{spec.model.alias!r} in MLflow yet; promote one with a TrainingRun")
+        except mlflow_rest.MLflowUnavailable as exc:
+            model = Verdict.unknown("MLflowUnavailable", f"spec.model.trackingUri: {exc}")
+        if desired_version:
+            fields["desiredVersion"] = desired_version
+    obs = None
+    selector = ",".join(f"{k}={v}" for k, v in sorted(rd.selector_labels(owner, rd.COMPONENT).items()))
+    if backend.is_true and refs.is_true and desired_version:
+        env = rd.server_env(spec, owner)
+        if spec.backend == Backend.KUBERNETES:
+            children = rd.build_children(spec, owner, monitoring_crds=kube.has_kind("monitoring.coreos.com/v1",
+                                                                                    "ServiceMonitor"))
+            _pin_version(children[0], desired_version)
+            for child in children:
+                kube.apply(child)
+            obs = ctx.kubernetes.observe_serving(owner, owner.name)
+            if obs:
+                complete = obs.updated_replicas >= obs.desired_replicas and obs.ready_replicas >= 1
+                obs = obs.__class__(**{**obs.__dict__, "url": f"http://{rd.service_name(spec, owner)}."
+                                                              f"{owner.namespace}.svc",
+                                       "served_version": desired_version if complete else
+                                       (body.get("status") or {}).get("servedVersion"),
+                                       "model_loaded": obs.ready_replicas >= 1})
+        else:
+            replicas = spec.replicas if spec.autoscaling is None else spec.autoscaling.min_replicas
+            try:
+                ctx.local.apply(ServingRequest(owner=owner, name=f"serve-{owner.name}", env=env,
+                                               secret_env=tuple(rd.secret_env(spec)), replicas=min(replicas, 1),
+                                               port=spec.port))
+            except MissingSecret as exc:
+                refs = Verdict.fail("SecretNotFound", str(exc))
+            obs = ctx.local.observe_serving(owner, f"serve-{owner.name}", desired_replicas=min(replicas, 1))
+    if obs is not None:
+        if obs.model_loaded:
+            model = Verdict.ok("ModelVerified", f"serving version {obs.served_version or desired_version}")
+        elif obs.message:
+            model = Verdict.fail("ModelNotLoaded", obs.message)
+    desired_replicas = obs.desired_replicas if obs else (spec.replicas if spec.autoscaling is None else 0)
+    verdicts, decided = rd.decide(rd.Observed(
+        backend=backend, references=refs, desired_replicas=desired_replicas,
+        replicas=obs.replicas if obs else 0, ready_replicas=obs.ready_replicas if obs else 0,
+        updated_replicas=obs.updated_replicas if obs else 0, served_version=obs.served_version if obs else None,
+        model_loaded=model, url=obs.url if obs else None, selector=selector))
+    write_status(ctx, body, patch, verdicts, {**fields, **decided})
+
+
+def _pin_version(deployment: dict[str, Any], version: str) -> None:
+    """Roll out when the alias moves: the resolved version is part of the pod template."""
+    template = deployment["spec"]["template"]
+    template["metadata"].setdefault("annotations", {})["recops.dev/model-version"] = version
+    container = template["spec"]["containers"][0]
+    container["env"].append({"name": "RECOPS_MODEL_VERSION", "value": version})
+
+
+# -- DriftMonitor ---------------------------------------------------------------------------------------------------
+
+def driftmonitor(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str, Any]) -> None:
+    try:
+        spec: DriftMonitorSpec = _parse(DriftMonitorSpec, body)
+    except ValidationError as exc:
+        _invalid_spec(ctx, body, patch, "Ready", exc)
+        return
+    owner = Owner.from_body("DriftMonitor", body)
+    backend = ctx.backend_verdict(spec.backend)
+    refs, _found = _objects(owner.namespace, dm.object_needs(spec))
+    if backend.is_true and refs.is_true:
+        for child in dm.build_children(spec, owner, monitoring_crds=kube.has_kind("monitoring.coreos.com/v1",
+                                                                                  "PrometheusRule")):
+            kube.apply(child)
+    verdicts, fields = dm.decide(dm.Observed(backend=backend, references=refs))
+    write_status(ctx, body, patch, verdicts, fields)
+
+
+Reconciler = Callable[[Context, Mapping[str, Any], MutableMapping[str, Any]], None]
+
+
+def run(ctx: Context, plural: str, body: Mapping[str, Any], patch: MutableMapping[str, Any]) -> None:
+    """One reconcile of one object, serialised per object."""
+    with ctx.lock_for(body["metadata"]["uid"]):
+        RECONCILERS[plural](ctx, body, patch)
+
+
+RECONCILERS: dict[str, Reconciler] = {
+    "featurepipelines": featurepipeline,
+    "trainingruns": trainingrun,
+    "recommenderdeployments": recommenderdeployment,
+    "driftmonitors": driftmonitor,
+}
+
+
+def cleanup(ctx: Context, plural: str, body: Mapping[str, Any]) -> None:
+    """On delete: stop local processes; cluster children go with their owner references."""
+    kind = next(k for k, p in KIND_PLURALS.items() if p == plural)
+    owner = Owner.from_body(kind, body)
+    ctx.forget(owner.uid)
+    spec = body.get("spec") or {}
+    if spec.get("backend") != Backend.LOCAL:
+        return
+    if plural == "recommenderdeployments":
+        ctx.local.delete(owner, f"serve-{owner.name}")
+    elif plural == "trainingruns":
+        ctx.local.cancel(owner, tr.job_name(owner))
+    elif plural == "featurepipelines":
+        last = ((body.get("status") or {}).get("lastRun") or {}).get("name")
+        if last:
+            ctx.local.cancel(owner, last)
