@@ -98,7 +98,7 @@ def _add_factory_defaults(model: type[BaseModel], schema: dict[str, Any]) -> Non
     for name, field in model.model_fields.items():
         if field.default_factory is None:
             continue
-        value = TypeAdapter(field.annotation).dump_python(
+        value = TypeAdapter(typing.cast(Any, field.annotation)).dump_python(
             field.default_factory(), mode="json", by_alias=True, exclude_none=True)  # type: ignore[call-arg]
         properties.setdefault(field.alias or name, {})["default"] = value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import logging
 import threading
@@ -80,11 +81,8 @@ def list_objects(api_version: str, kind: str, namespace: str, label_selector: st
 
 
 def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
-    try:
-        _resource(api_version, kind).delete(name=name, namespace=namespace,
-                                            body={"propagationPolicy": "Background"})
-    except NotFoundError:
-        pass
+    with contextlib.suppress(NotFoundError):
+        _resource(api_version, kind).delete(name=name, namespace=namespace, body={"propagationPolicy": "Background"})
 
 
 def secret_keys(namespace: str, name: str) -> frozenset[str] | None:

@@ -111,7 +111,7 @@ def write_status(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[st
     ctx.written[uid] = {**current, **changes}
     for type_, old, new in transitions(current.get("conditions") or [], conditions):
         verdict = verdicts.get(type_)
-        if verdict is None or old is None and new == "Unknown":
+        if verdict is None or (old is None and new == "Unknown"):
             continue
         kind = "Warning" if (new == "False" and type_ in ("Ready", "Succeeded", "ModelLoaded")) or \
             (type_ == "DriftDetected" and new == "True") else "Normal"

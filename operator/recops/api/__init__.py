@@ -3,7 +3,7 @@
 `crds/*.yaml` are generated from these models (`make crds`), never edited by hand.
 """
 
-from .base import API_VERSION, ANNOTATION_PREFIX, CATEGORY, FINALIZER, GROUP, VERSION, Condition, KindInfo
+from .base import ANNOTATION_PREFIX, API_VERSION, CATEGORY, FINALIZER, GROUP, VERSION, Condition, KindInfo
 from .driftmonitor import DRIFT_MONITOR, DriftMonitor, DriftMonitorSpec, DriftMonitorStatus
 from .featurepipeline import FEATURE_PIPELINE, FeaturePipeline, FeaturePipelineSpec, FeaturePipelineStatus
 from .recommenderdeployment import (

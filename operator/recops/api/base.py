@@ -49,19 +49,14 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def cel(rule: str, message: str, *, reason: str | None = None, field_path: str | None = None) -> dict[str, str]:
+def cel(rule: str, message: str, *, reason: str | None = None, field_path: str | None = None) -> dict[str, Any]:
     """One `x-kubernetes-validations` entry."""
-    entry = {"rule": rule, "message": message}
+    entry: dict[str, Any] = {"rule": rule, "message": message}
     if reason:
         entry["reason"] = reason
     if field_path:
         entry["fieldPath"] = field_path
     return entry
-
-
-def validations(*rules: dict[str, str]) -> dict[str, Any]:
-    """`json_schema_extra` carrying CEL rules for a model or a field."""
-    return {"x-kubernetes-validations": list(rules)}
 
 
 class Backend(StrEnum):
@@ -168,7 +163,7 @@ class KindInfo(BaseModel):
     short_names: list[str]
     printer_columns: list[PrinterColumn]
     description: str
-    spec_validations: list[dict[str, str]] = []
+    spec_validations: list[dict[str, Any]] = []
     scale: dict[str, str] | None = None
     owner: str = ""
 

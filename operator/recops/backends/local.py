@@ -6,6 +6,7 @@ referenced Secrets at start and passed only in the process environment.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -136,10 +137,8 @@ class LocalBackend:
     def _kill(run_dir: Path) -> None:
         pid_file = run_dir / "pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     # -- serving ------------------------------------------------------------------------------------------------
     def apply(self, request: ServingRequest) -> None:

@@ -137,7 +137,7 @@ def job_pod_spec(
             "securityContext": CONTAINER_SECURITY_CONTEXT,
             "terminationMessagePolicy": "File",
             "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-                             {"name": "tmp", "mountPath": "/tmp"}],
+                             {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir)
         }],
         "volumes": [{"name": "config", "configMap": {"name": config_map}},
                     {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}],

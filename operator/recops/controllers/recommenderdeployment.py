@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from recops.api.recommenderdeployment import RecommenderDeploymentSpec
 from recops.api.base import Toggle
+from recops.api.recommenderdeployment import RecommenderDeploymentSpec
 from recops.conditions import Verdict
 from recops.controllers.common import (
     CONTAINER_SECURITY_CONTEXT,
@@ -48,7 +48,8 @@ def secret_needs(spec: RecommenderDeploymentSpec) -> list[SecretNeed]:
 def secret_env(spec: RecommenderDeploymentSpec) -> list[SecretEnv]:
     env = []
     if spec.model.token_secret_ref:
-        env.append(SecretEnv("MLFLOW_TRACKING_TOKEN", spec.model.token_secret_ref.name, spec.model.token_secret_ref.key))
+        ref = spec.model.token_secret_ref
+        env.append(SecretEnv("MLFLOW_TRACKING_TOKEN", ref.name, ref.key))
     if spec.payload_logging and spec.payload_logging.s3.credentials_secret_ref:
         name = spec.payload_logging.s3.credentials_secret_ref.name
         env += [SecretEnv(k, name, k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
@@ -93,7 +94,7 @@ def build_deployment(spec: RecommenderDeploymentSpec, owner: Owner) -> dict[str,
                           "failureThreshold": 6},
         "startupProbe": {"httpGet": {"path": "/healthz", **probe_port}, "periodSeconds": 2,
                          "failureThreshold": 150},
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir)
     }
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",

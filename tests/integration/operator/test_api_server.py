@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from fixtures.kube import ROOT, Kubectl
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s")]

@@ -7,7 +7,6 @@ from enum import Enum
 
 import pytest
 from pydantic import BaseModel
-
 from recops.api import KINDS
 
 # Bools that are established Kubernetes idiom and will not grow (CronJob.spec.suspend).
@@ -99,6 +98,6 @@ def test_no_secret_values_in_specs() -> None:
     """Credentials are referenced by Secret name/key only: no field may look like it holds one."""
     suspicious = ("password", "secret_key", "access_key", "token", "dsn")
     for model in SPEC_MODELS:
-        for name, field in model.model_fields.items():
+        for name in model.model_fields:
             if any(s in name for s in suspicious):
                 assert name.endswith("_ref"), f"{model.__name__}.{name}: reference a Secret instead"

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from recops.api import DriftMonitorSpec, FeaturePipelineSpec, RecommenderDeploymentSpec, TrainingRunSpec
 from recops.controllers import driftmonitor, featurepipeline, recommenderdeployment, trainingrun
 from recops.controllers.common import Owner

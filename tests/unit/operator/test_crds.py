@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from recops import crdgen
 
 ROOT = Path(__file__).resolve().parents[3]
