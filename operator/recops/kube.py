@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
 
 FIELD_MANAGER = "recops-operator"
 log = logging.getLogger("recops.kube")
@@ -121,3 +121,18 @@ def pod_termination_messages(namespace: str, label_selector: str) -> list[tuple[
                 message = term.message
         out.append((pod.metadata.name, pod.status.phase or "", message))
     return out
+
+
+def patch_annotations(api_version: str, kind: str, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    """Set annotations under recops.dev/ on an object (never its spec: GitOps-safe)."""
+    _resource(api_version, kind).patch(name=name, namespace=namespace, body={"metadata": {"annotations":
+                                       dict(annotations)}}, content_type="application/merge-patch+json")
+
+
+def create_if_absent(obj: Mapping[str, Any]) -> bool:
+    """Create an object; an existing one with the same name is left alone (idempotent)."""
+    try:
+        _resource(obj["apiVersion"], obj["kind"]).create(body=dict(obj), namespace=obj["metadata"]["namespace"])
+        return True
+    except ConflictError:
+        return False

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from recops import kube, mlflow_rest
+from recops import kube, metrics, mlflow_rest
 from recops.api.base import Backend
 from recops.api.driftmonitor import DriftMonitorSpec
 from recops.api.featurepipeline import FeaturePipelineSpec
@@ -192,8 +192,10 @@ def featurepipeline(ctx: Context, body: Mapping[str, Any], patch: MutableMapping
                 extra["lastRunRequest"] = request_token
             elif not running:
                 created = _utc(body["metadata"]["creationTimestamp"])
-                name = due_run_name(run_base, spec.schedule, dt.datetime.now(dt.UTC), created, last_name,
-                                    spec.suspend)
+                name = due_run_name(run_base, spec.schedule, dt.datetime.now(dt.UTC), created,
+                                    status.get("lastScheduledRun"), spec.suspend)
+                if name:
+                    extra["lastScheduledRun"] = name
             if name and not (running and spec.concurrency_policy == "Forbid"):
                 try:
                     ctx.local.submit(JobRequest(owner=owner, name=name, program=fp.PROGRAM,
@@ -368,14 +370,108 @@ def driftmonitor(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[st
         _invalid_spec(ctx, body, patch, "Ready", exc)
         return
     owner = Owner.from_body("DriftMonitor", body)
+    status = dict(body.get("status") or {})
     backend = ctx.backend_verdict(spec.backend)
-    refs, _found = _objects(owner.namespace, dm.object_needs(spec))
+    refs, found = _objects(owner.namespace, dm.object_needs(spec))
+    fields: dict[str, Any] = {}
+    waiting: Verdict | None = None
+    result: Mapping[str, Any] | None = None
     if backend.is_true and refs.is_true:
         for child in dm.build_children(spec, owner, monitoring_crds=kube.has_kind("monitoring.coreos.com/v1",
                                                                                   "PrometheusRule")):
             kube.apply(child)
-    verdicts, fields = dm.decide(dm.Observed(backend=backend, references=refs))
-    write_status(ctx, body, patch, verdicts, fields)
+        deployment = found["RecommenderDeployment"]
+        pipeline = found.get("FeaturePipeline")
+        target = dm.Target(deployment_spec=deployment.get("spec") or {},
+                           served_version=(deployment.get("status") or {}).get("servedVersion"),
+                           pipeline_spec=(pipeline or {}).get("spec"))
+        config = dm.check_config(spec, owner, target)
+        if config is None:
+            waiting = Verdict.unknown("WaitingForReference", "the target serves no model version yet, or it has no "
+                                      "payload logging and no FeaturePipeline to read the current window from")
+        else:
+            name, extra = _due_check(spec, owner, body, status)
+            fields.update(extra)
+            last = status.get("lastCheck")
+            backend_impl = ctx.kubernetes if spec.backend == Backend.KUBERNETES else ctx.local
+            if name:
+                env, secrets = dm.check_env(target)
+                try:
+                    backend_impl.submit(JobRequest(owner=owner, name=name, program=dm.PROGRAM, config=config,
+                                                   image=dm.DRIFT_IMAGE, plain_env=env, secret_env=tuple(secrets),
+                                                   children=tuple(dm.check_children(owner, name, config, env,
+                                                                                     secrets))))
+                    last = name
+                    fields["lastCheck"] = name
+                except MissingSecret as exc:
+                    refs = Verdict.fail("SecretNotFound", str(exc))
+            obs = backend_impl.observe(owner, last) if last else None
+            if obs and obs.state in ("Succeeded", "Failed"):
+                result = obs.result or {"ok": False, "reason": "CheckFailed",
+                                        "message": obs.message or "the drift check failed without a result"}
+                fields["referenceVersion"] = target.served_version
+                export_drift_metrics(owner, result)
+                if result.get("drifted"):
+                    fields.update(_maybe_retrain(ctx, spec, owner, status, str(last), pipeline))
+            elif status.get("lastCheckTime"):
+                result = None  # the previous check's status fields stay as they are
+    verdicts, decided = dm.decide(dm.Observed(backend=backend, references=refs, result=result, waiting=waiting))
+    write_status(ctx, body, patch, verdicts, {**decided, **fields})
+
+
+def _due_check(spec: DriftMonitorSpec, owner: Owner, body: Mapping[str, Any], status: Mapping[str, Any]
+               ) -> tuple[str | None, dict[str, Any]]:
+    """The check that should run now (scheduled or requested by annotation), if any."""
+    base = dm.check_base_name(owner)
+    token = (body["metadata"].get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
+    if token and token != status.get("lastRunRequest"):
+        return request_run_name(base, token), {"lastRunRequest": token}
+    created = _utc(body["metadata"]["creationTimestamp"])
+    name = due_run_name(base, spec.schedule, dt.datetime.now(dt.UTC), created, status.get("lastScheduledCheck"),
+                        False)
+    return name, ({"lastScheduledCheck": name} if name else {})
+
+
+def _maybe_retrain(ctx: Context, spec: DriftMonitorSpec, owner: Owner, status: Mapping[str, Any], check: str,
+                   pipeline: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Start (at most) one retraining for a drifted check, after refreshing features when asked."""
+    runs = list(status.get("retrainingRuns") or [])
+    if any(r.get("check") == check for r in runs):
+        return {}
+    started = [_utc(r["createdAt"]) for r in runs if r.get("createdAt")]
+    allowed = dm.retrain_verdict(spec, dt.datetime.now(dt.UTC), started)
+    if not allowed.is_true:
+        return {"retrainingBlocked": allowed.message}
+    if spec.on_drift.refresh_features == "Enabled" and pipeline is not None:
+        pipeline_status = pipeline.get("status") or {}
+        if pipeline_status.get("lastRunRequest") != check:
+            kube.patch_annotations("recops.dev/v1alpha1", "FeaturePipeline", owner.namespace,
+                                   pipeline["metadata"]["name"], {RUN_REQUEST_ANNOTATION: check})
+            return {"retrainingBlocked": "waiting for the FeaturePipeline to refresh the features"}
+        if (pipeline_status.get("lastRun") or {}).get("result") in ("Running", "Pending", None):
+            return {"retrainingBlocked": "waiting for the FeaturePipeline to refresh the features"}
+    run = dm.retraining_run(spec, owner, check)
+    kube.create_if_absent(run)
+    ctx.post_event({"apiVersion": "recops.dev/v1alpha1", "kind": "DriftMonitor",
+                    "metadata": {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}},
+                   "Normal", "RetrainingStarted", f"started TrainingRun {run['metadata']['name']} after drift")
+    record = {"name": run["metadata"]["name"], "createdAt": now_rfc3339(), "check": check}
+    return {"retrainingRuns": [*runs, record][-20:], "retrainingBlocked": None}
+
+
+def export_drift_metrics(owner: Owner, result: Mapping[str, Any]) -> None:
+    labels = {"namespace": owner.namespace, "monitor": owner.name}
+    metrics.DRIFT_DETECTED.labels(**labels).set(1 if result.get("drifted") else 0)
+    if result.get("samples") is not None:
+        metrics.DRIFT_SAMPLES.labels(**labels).set(float(result["samples"]))
+    metrics.DRIFT_LAST_CHECK.labels(**labels).set(dt.datetime.now(dt.UTC).timestamp())
+    for feature in result.get("features") or []:
+        try:
+            score = float(feature.get("score"))
+        except (TypeError, ValueError):
+            continue
+        metrics.DRIFT_SCORE.labels(**labels, feature=str(feature.get("name")),
+                                   method=str(feature.get("method"))).set(score)
 
 
 Reconciler = Callable[[Context, Mapping[str, Any], MutableMapping[str, Any]], None]

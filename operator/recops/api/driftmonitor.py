@@ -141,6 +141,7 @@ class RetrainingRecord(ApiModel):
 
     name: str = Field(description="TrainingRun name.")
     created_at: str = Field(description="When it was created.")
+    check: str | None = Field(None, description="The drift check that started it.")
 
 
 class DriftMonitorStatus(StatusBase):
@@ -155,6 +156,10 @@ class DriftMonitorStatus(StatusBase):
     report_url: str | None = Field(None, description="Where the HTML drift report is.")
     retraining_runs: list[RetrainingRecord] = Field(default_factory=list,
                                                     description="TrainingRuns started by this monitor.")
+    retraining_blocked: str | None = Field(None, description="Why drift did not start a retraining (cooldown ...).")
+    last_check: str | None = Field(None, description="Name of the latest check run.")
+    last_scheduled_check: str | None = Field(None, description="Latest scheduled check started.")
+    last_run_request: str | None = Field(None, description="Last handled on-demand check request token.")
 
 
 class DriftMonitor(ApiModel):

@@ -230,6 +230,7 @@ class FeaturePipelineStatus(StatusBase):
     last_run: RunRecord | None = Field(None, description="The most recent run.")
     quality: list[QualityResult] = Field(default_factory=list, description="Gate results of the last run.")
     last_run_request: str | None = Field(None, description="Last handled on-demand run request token.")
+    last_scheduled_run: str | None = Field(None, description="Latest scheduled run started (local backend).")
 
 
 class FeaturePipeline(ApiModel):

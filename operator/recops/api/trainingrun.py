@@ -24,7 +24,8 @@ from .base import (
 )
 
 # Names of offline metrics: `<metric>_at_<k>` plus catalogue-level metrics.
-METRIC_PATTERN = r"^((hr|precision|recall|ndcg|map)_at_[1-9][0-9]{0,2}|coverage|popularity_bias)$"
+# Names of offline metrics: `<metric>_at_<k>`, optionally `_repeat` (repeat purchases count as hits).
+METRIC_PATTERN = r"^(hr|precision|recall|ndcg|map|coverage|popularity_bias)_at_[1-9][0-9]{0,2}(_repeat)?$"
 
 
 class TrainingBackend(StrEnum):
@@ -40,16 +41,17 @@ class Algorithm(StrEnum):
     ITEMKNN = "itemknn"
     PURESVD = "puresvd"
     EASE = "ease"
-    ALS = "als"
+    RP3BETA = "rp3beta"
 
 
 class AlgorithmSpec(ApiModel):
     """Which recommender to train and with which parameters."""
 
-    name: Algorithm = Field(description="`popularity`, `itemknn`, `puresvd`, `ease` or `als`.")
+    name: Algorithm = Field(description="`popularity`, `itemknn`, `puresvd`, `ease` or `rp3beta`.")
     params: list[NamedValue] = Field(
         default_factory=list, max_length=32,
-        description="Algorithm parameters as named strings, e.g. `{name: factors, value: \"64\"}`. "
+        description="Algorithm parameters as named strings, e.g. `{name: factors, value: \"64\"}` (puresvd: "
+        "factors, iterations; itemknn: neighbors, shrink; ease: l2, maxItems; rp3beta: alpha, beta, neighbors). "
         "Unknown names are reported in the Succeeded condition.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
 

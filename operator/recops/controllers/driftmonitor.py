@@ -2,17 +2,141 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from recops.api.base import Toggle
-from recops.api.driftmonitor import DriftMonitorSpec
+from recops.api.base import API_VERSION, ResourceRequirements, Toggle
+from recops.api.driftmonitor import DataSource, DriftAction, DriftMonitorSpec
 from recops.conditions import Verdict
-from recops.controllers.common import Owner, child_meta
+from recops.controllers.common import (
+    CONFIG_FILE,
+    Owner,
+    SecretEnv,
+    child_meta,
+    config_map,
+    dns_name,
+    job_pod_spec,
+    owner_reference,
+    s3_env,
+)
 from recops.controllers.references import ObjectNeed
 
 COMPONENT = "recops-drift-monitor"
+PROGRAM = "recops-drift"
+DRIFT_IMAGE = "ghcr.io/recops/drift:0.1.0"
+_DEFAULT_RESOURCES = ResourceRequirements()
+
+
+def duration_seconds(text: str) -> int:
+    """'90s', '15m', '6h', '7d' (the API's DURATION_PATTERN) -> seconds."""
+    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
+
+
+def check_base_name(owner: Owner) -> str:
+    return dns_name(owner.name, "drift", limit=40)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the edge found of the monitored objects (their specs and statuses as plain mappings)."""
+
+    deployment_spec: Mapping[str, Any]
+    served_version: str | None
+    pipeline_spec: Mapping[str, Any] | None = None
+
+
+def check_config(spec: DriftMonitorSpec, owner: Owner, target: Target) -> dict[str, Any] | None:
+    """The drift check's config (see drift/recops_drift/config.py), or None when there is no reference yet."""
+    model = target.deployment_spec.get("model") or {}
+    if not target.served_version or not model.get("name"):
+        return None
+    current: dict[str, Any] = {}
+    payload = target.deployment_spec.get("payloadLogging")
+    if DataSource.PAYLOAD_LOGS in spec.sources and payload:
+        current["payloadLogs"] = {"uri": payload["uri"], "duration": spec.window.duration,
+                                  "modelVersion": target.served_version}
+    if DataSource.FEATURE_SNAPSHOT in spec.sources and target.pipeline_spec:
+        current["snapshot"] = {"uri": target.pipeline_spec["output"]["uri"]}
+    if not current:
+        return None
+    return {
+        "monitor": owner.name,
+        "namespace": owner.namespace,
+        "reference": {"mlflow": {"modelName": model["name"], "modelVersion": target.served_version}},
+        "current": current,
+        "features": [{"name": r.name, "method": r.method, "threshold": r.threshold} for r in spec.features],
+        "defaultRule": {"name": "*", "method": spec.default_rule.method, "threshold": spec.default_rule.threshold},
+        "driftShare": spec.drift_share,
+        "minSamples": spec.window.min_samples,
+        "report": {"mlflow": {"attachTo": "MonitoringRun", "experiment": "recops-drift"}},
+    }
+
+
+def check_env(target: Target) -> tuple[dict[str, str], list[SecretEnv]]:
+    """MLflow and S3 settings for the check, credentials from the targets' own Secret references."""
+    model = target.deployment_spec.get("model") or {}
+    env = {"MLFLOW_TRACKING_URI": str(model.get("trackingUri", ""))}
+    secrets: list[SecretEnv] = []
+    if model.get("tokenSecretRef"):
+        ref = model["tokenSecretRef"]
+        secrets.append(SecretEnv("MLFLOW_TRACKING_TOKEN", ref["name"], ref["key"]))
+    s3 = ((target.deployment_spec.get("payloadLogging") or {}).get("s3")
+          or ((target.pipeline_spec or {}).get("output") or {}).get("s3") or {})
+    env.update(s3_env(s3.get("endpointUrl"), s3.get("region", "us-east-1")))
+    if s3.get("credentialsSecretRef"):
+        name = s3["credentialsSecretRef"]["name"]
+        secrets += [SecretEnv(k, name, k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    return env, secrets
+
+
+def check_children(owner: Owner, name: str, config: Mapping[str, Any], env: Mapping[str, str],
+                   secrets: Sequence[SecretEnv]) -> list[dict[str, Any]]:
+    """A ConfigMap + Job for one check on the kubernetes backend."""
+    cm_name = dns_name(name, "config")
+    pod = job_pod_spec(image=DRIFT_IMAGE, command=[PROGRAM, "run", "--config", CONFIG_FILE], plain_env=env,
+                       secret_env=list(secrets), config_map=cm_name,
+                       resource_spec=_DEFAULT_RESOURCES)
+    meta = child_meta(owner, name, COMPONENT)
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+           "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 86400,
+                    "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod}}}
+    return [config_map(owner, cm_name, COMPONENT, config), job]
+
+
+def retrain_verdict(spec: DriftMonitorSpec, now: dt.datetime, started: Sequence[dt.datetime]) -> Verdict:
+    """May this monitor start a retraining now? Cooldown and a daily cap keep drift from causing a storm."""
+    if spec.on_drift.action != DriftAction.RETRAIN or spec.on_drift.training_run_template is None:
+        return Verdict.fail("RetrainingDisabled", "onDrift.action is None")
+    cooldown = dt.timedelta(seconds=duration_seconds(spec.on_drift.cooldown))
+    if started and now - max(started) < cooldown:
+        return Verdict.fail("CoolingDown", f"the last retraining started less than {spec.on_drift.cooldown} ago")
+    last_day = [t for t in started if now - t < dt.timedelta(days=1)]
+    if len(last_day) >= spec.on_drift.max_runs_per_day:
+        return Verdict.fail("DailyCapReached", f"{len(last_day)} retrainings in the last 24 h "
+                            f"(onDrift.maxRunsPerDay {spec.on_drift.max_runs_per_day})")
+    return Verdict.ok("RetrainingAllowed")
+
+
+def retraining_run(spec: DriftMonitorSpec, owner: Owner, check_name: str) -> dict[str, Any]:
+    """The TrainingRun a drifted check starts. Its name comes from the check, so a crash between creating
+    it and recording it in status never creates a second one."""
+    template = spec.on_drift.training_run_template
+    assert template is not None
+    prefix = template.generate_name or f"{owner.name}-retrain-"
+    suffix = hashlib.sha256(f"{owner.uid}/{check_name}".encode()).hexdigest()[:6]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingRun",
+        "metadata": {"name": f"{prefix}{suffix}", "namespace": owner.namespace,
+                     "labels": {"recops.dev/driftmonitor": owner.name, "app.kubernetes.io/managed-by":
+                                "recops-operator"},
+                     "annotations": {"recops.dev/triggered-by-check": check_name},
+                     "ownerReferences": [{**owner_reference(owner), "controller": False}]},
+        "spec": template.spec.to_wire(),
+    }
 
 
 def object_needs(spec: DriftMonitorSpec) -> list[ObjectNeed]:
@@ -60,6 +184,7 @@ class Observed:
     backend: Verdict
     references: Verdict
     result: Mapping[str, Any] | None = None
+    waiting: Verdict | None = None
 
 
 def decide(observed: Observed) -> tuple[dict[str, Verdict], dict[str, Any]]:
@@ -81,4 +206,9 @@ def decide(observed: Observed) -> tuple[dict[str, Verdict], dict[str, Any]]:
     for blocker in (observed.backend, observed.references):
         if not blocker.is_true:
             return {"Ready": blocker, "DriftDetected": drift}, status
+    if observed.waiting is not None and result is None:
+        return {"Ready": observed.waiting, "DriftDetected": drift}, status
+    if result is not None and not result.get("ok") and result.get("reason") != "InsufficientData":
+        return {"Ready": Verdict.fail(str(result.get("reason") or "CheckFailed"), str(result.get("message", ""))),
+                "DriftDetected": drift}, status
     return {"Ready": Verdict.ok("Monitoring", "checks are scheduled"), "DriftDetected": drift}, status

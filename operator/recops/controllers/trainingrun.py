@@ -65,19 +65,24 @@ def resolve_snapshot(spec: TrainingRunSpec, pipeline_status: Mapping[str, Any] |
     return Verdict.ok("SnapshotResolved"), str(latest["uri"])
 
 
+PROMOTION_POLICIES = {"Gated": "ifBetter", "Never": "never"}
+
+
 def job_config(spec: TrainingRunSpec, owner: Owner, snapshot_uri: str) -> dict[str, Any]:
+    """The training job's own config (training/recops_training/config.py)."""
+    snapshot: dict[str, Any] = {"uri": snapshot_uri}
+    if spec.snapshot.version:
+        snapshot["version"] = spec.snapshot.version
     return {
         "runKey": run_key(owner),
-        "runName": f"{owner.namespace}/{owner.name}",
-        "snapshotUri": snapshot_uri,
-        "snapshotVersion": spec.snapshot.version,
-        "algorithm": spec.algorithm.name,
-        "params": {p.name: p.value for p in spec.algorithm.params},
-        "holdoutDays": spec.evaluation.holdout_days,
-        "k": list(spec.evaluation.k),
-        "experiment": spec.mlflow.experiment,
-        "modelName": spec.mlflow.model_name,
-        "promotion": spec.promotion.model_dump(by_alias=True, mode="json"),
+        "snapshot": snapshot,
+        "algorithm": {"name": spec.algorithm.name, "params": {p.name: p.value for p in spec.algorithm.params}},
+        "evaluation": {"holdoutDays": spec.evaluation.holdout_days, "ks": list(spec.evaluation.k)},
+        "promotion": {"policy": PROMOTION_POLICIES[spec.promotion.policy], "alias": spec.promotion.alias,
+                      "metric": spec.promotion.metric, "margin": spec.promotion.min_improvement},
+        "mlflow": {"experimentName": spec.mlflow.experiment, "registeredModelName": spec.mlflow.model_name,
+                   "runName": f"{owner.namespace}/{owner.name}",
+                   "tags": {"recops.dev/trainingrun": f"{owner.namespace}/{owner.name}"}},
     }
 
 
