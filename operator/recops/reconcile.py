@@ -479,8 +479,14 @@ Reconciler = Callable[[Context, Mapping[str, Any], MutableMapping[str, Any]], No
 
 def run(ctx: Context, plural: str, body: Mapping[str, Any], patch: MutableMapping[str, Any]) -> None:
     """One reconcile of one object, serialised per object."""
+    kind = next(k for k, p in KIND_PLURALS.items() if p == plural)
     with ctx.lock_for(body["metadata"]["uid"]):
-        RECONCILERS[plural](ctx, body, patch)
+        try:
+            RECONCILERS[plural](ctx, body, patch)
+        except Exception:
+            metrics.RECONCILES.labels(kind=kind, outcome="error").inc()
+            raise
+        metrics.RECONCILES.labels(kind=kind, outcome="ok").inc()
 
 
 RECONCILERS: dict[str, Reconciler] = {
