@@ -144,6 +144,12 @@ def job_pod_spec(
     }
 
 
+# Exit codes 2 (invalid input) and 3 (a gate refused the result) are final: retrying cannot change them.
+POD_FAILURE_POLICY: dict[str, Any] = {"rules": [
+    {"action": "FailJob", "onExitCodes": {"containerName": "job", "operator": "In", "values": [2, 3]}},
+]}
+
+
 def config_map(owner: Owner, name: str, component: str, config: Mapping[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": child_meta(owner, name, component),
             "data": {"config.json": json.dumps(config, indent=2, sort_keys=True)}}

@@ -13,6 +13,7 @@ from recops.api.driftmonitor import DataSource, DriftAction, DriftMonitorSpec
 from recops.conditions import Verdict
 from recops.controllers.common import (
     CONFIG_FILE,
+    POD_FAILURE_POLICY,
     Owner,
     SecretEnv,
     child_meta,
@@ -101,7 +102,7 @@ def check_children(owner: Owner, name: str, config: Mapping[str, Any], env: Mapp
                        resource_spec=_DEFAULT_RESOURCES)
     meta = child_meta(owner, name, COMPONENT)
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
-           "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 86400,
+           "spec": {"backoffLimit": 1, "podFailurePolicy": POD_FAILURE_POLICY, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 86400,
                     "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod}}}
     return [config_map(owner, cm_name, COMPONENT, config), job]
 

@@ -10,6 +10,7 @@ from recops.api.featurepipeline import FeaturePipelineSpec, S3Connection
 from recops.conditions import Verdict
 from recops.controllers.common import (
     CONFIG_FILE,
+    POD_FAILURE_POLICY,
     Owner,
     SecretEnv,
     child_meta,
@@ -103,6 +104,7 @@ def build_children(spec: FeaturePipelineSpec, owner: Owner) -> list[dict[str, An
                              "annotations": {"recops.dev/config-digest": config_digest(config)}},
                 "spec": {
                     "backoffLimit": spec.backoff_limit,
+                    "podFailurePolicy": POD_FAILURE_POLICY,
                     "activeDeadlineSeconds": spec.active_deadline_seconds,
                     "ttlSecondsAfterFinished": 7 * 24 * 3600,
                     "template": {"metadata": {"labels": template_labels}, "spec": pod},

@@ -10,6 +10,7 @@ from recops.api.trainingrun import TrainingRunSpec
 from recops.conditions import Verdict
 from recops.controllers.common import (
     CONFIG_FILE,
+    POD_FAILURE_POLICY,
     Owner,
     SecretEnv,
     child_meta,
@@ -99,6 +100,7 @@ def build_children(spec: TrainingRunSpec, owner: Owner, snapshot_uri: str) -> li
         "metadata": meta,
         "spec": {
             "backoffLimit": spec.backoff_limit,
+            "podFailurePolicy": POD_FAILURE_POLICY,
             "activeDeadlineSeconds": spec.active_deadline_seconds,
             "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod},
         },
@@ -148,7 +150,8 @@ def decide(observed: Observed) -> tuple[dict[str, Verdict], dict[str, Any]]:
         return {"Succeeded": Verdict.unknown("Pending", "the training job is starting"), "Promoted": promoted}, status
     if observed.job_state == "Running":
         return {"Succeeded": Verdict.unknown("Running", "the training job is running"), "Promoted": promoted}, status
-    if observed.job_state == "Succeeded":
+    # A run the gate refused is a finished training, not a failure (exit code 3, reason PromotionRefused).
+    if observed.job_state == "Succeeded" or (result is not None and result.get("reason") == "PromotionRefused"):
         if result is None:
             return {"Succeeded": Verdict.fail("NoResult", "the job finished without reporting a result; check its "
                                               "logs (is the image the Recops training image?)"),
