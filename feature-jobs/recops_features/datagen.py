@@ -63,6 +63,7 @@ _WEEKLY = np.array([-0.4, -0.6, -0.4, 0.0, 0.4, 1.0, 0.8])
 _HOURLY = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 6, 7, 7, 6, 6, 6, 7, 9, 11, 12, 11, 8, 4], float)
 _MEAN_SESSION_EVENTS = 6.0
 _MEAN_GAP_SECONDS = 40.0
+_TASTE_LOYALTY = 0.85  # share of sessions that focus on one of the user's favourite categories
 _FOCUS_SHARE = 0.7
 _BASE_CART_P = 0.07
 _BASE_PURCHASE_P = 0.025
@@ -285,6 +286,11 @@ def generate(spec: GenerateSpec) -> GeneratedData:
     cat_mass = np.bincount(items["category"], weights=items["popularity"], minlength=n_cat)
     cat_p = cat_mass / cat_mass.sum()
     s_cat = rng.choice(n_cat, size=n_sess, p=cat_p)
+    # Users have lasting taste: most sessions focus on one of the user's two favourite categories, which is
+    # what a personalised model can learn and a popularity baseline cannot.
+    favourites = rng.choice(n_cat, size=(n_users, 2), p=cat_p)
+    loyal = rng.random(n_sess) < _TASTE_LOYALTY
+    s_cat[loyal] = favourites[s_user[loyal], rng.integers(0, 2, size=int(loyal.sum()))]
     if drift.active and drift.category_shift > 0:
         inv = np.where(cat_mass > 0, 1.0 / np.maximum(cat_p, 1e-12), 0.0)
         shifted = (s_day >= drift_day) & (rng.random(n_sess) < drift.category_shift)

@@ -249,6 +249,7 @@ def build_features(
     inter: dict[str, Any] = {"user_id": user_ids[pair_user], "item_id": item_ids[pair_item], "strength": pair_strength}
     for name, code in counted:
         inter[_COUNT_COLUMN[name]] = pair_type[:, code].copy()
+    inter["first_ts"] = _to_datetime_us(pair_first)
     inter["last_ts"] = _to_datetime_us(pair_last)
     interactions = pd.DataFrame(inter, copy=False)
 
