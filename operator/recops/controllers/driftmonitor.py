@@ -24,6 +24,8 @@ from recops.controllers.common import (
     s3_env,
 )
 from recops.controllers.references import ObjectNeed
+from recops.controllers.schedule import period_seconds
+from recops_drift.prometheus import rule_group
 
 COMPONENT = "recops-drift-monitor"
 PROGRAM = "recops-drift"
@@ -148,24 +150,9 @@ def object_needs(spec: DriftMonitorSpec) -> list[ObjectNeed]:
     return needs
 
 
-def drift_alert_rules(spec: DriftMonitorSpec, owner: Owner) -> list[dict[str, Any]]:
-    sel = f'namespace="{owner.namespace}",monitor="{owner.name}"'
-    runbook = spec.alerting.runbook_url or "https://recops.dev/runbooks/drift"
-    return [
-        {"alert": "RecopsDriftDetected", "expr": f"max(recops_drift_detected{{{sel}}}) == 1", "for": "0m",
-         "labels": {"severity": spec.alerting.severity},
-         "annotations": {"summary": f"Drift detected by {owner.namespace}/{owner.name}",
-                         "description": "The live inputs or outputs of "
-                                        f"{spec.target.deployment_ref.name} drifted from the training reference: "
-                                        "see `kubectl get dm " + owner.name + "` for the drifted features.",
-                         "runbook_url": runbook}},
-        {"alert": "RecopsDriftCheckStale",
-         "expr": f"time() - max(recops_drift_last_check_timestamp_seconds{{{sel}}}) > 3 * 3600",
-         "for": "15m", "labels": {"severity": "warning"},
-         "annotations": {"summary": f"Drift checks of {owner.namespace}/{owner.name} stopped",
-                         "description": "No drift check finished for 3 hours: check the operator and the "
-                                        "monitor's conditions.", "runbook_url": runbook}},
-    ]
+def _stale_after(schedule: str) -> str:
+    """Checks count as stale after three schedule periods (at least an hour)."""
+    return f"{max(3600, 3 * period_seconds(schedule))}s"
 
 
 def build_children(spec: DriftMonitorSpec, owner: Owner, *, monitoring_crds: bool) -> list[dict[str, Any]]:
@@ -175,8 +162,9 @@ def build_children(spec: DriftMonitorSpec, owner: Owner, *, monitoring_crds: boo
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": child_meta(owner, f"{owner.name}-drift", COMPONENT),
-        "spec": {"groups": [{"name": f"recops-drift-{owner.namespace}-{owner.name}",
-                             "rules": drift_alert_rules(spec, owner)}]},
+        "spec": {"groups": [rule_group(monitor=owner.name, namespace=owner.namespace,
+                                       severity=spec.alerting.severity, runbook_url=spec.alerting.runbook_url,
+                                       detected_for="0m", stale_after=_stale_after(spec.schedule))]},
     }]
 
 

@@ -34,3 +34,11 @@ def due_run_name(base: str, schedule: str, now: dt.datetime, created: dt.datetim
 def request_run_name(base: str, token: str) -> str:
     """The run for an on-demand request token (the `recops.dev/run-requested` annotation)."""
     return f"{base}-req-{hashlib.sha256(token.encode()).hexdigest()[:10]}"
+
+
+def period_seconds(schedule: str) -> int:
+    """The interval between two consecutive firings of a schedule (its first two in 2026)."""
+    itr = croniter(schedule, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    first: dt.datetime = itr.get_next(dt.datetime)
+    second: dt.datetime = itr.get_next(dt.datetime)
+    return int((second - first).total_seconds())

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 DECIDING = sorted([*(ROOT / "operator/recops/controllers").glob("*.py"), *(ROOT / "operator/recops/api").glob("*.py"),
                    ROOT / "operator/recops/conditions.py", ROOT / "operator/recops/crdgen.py"])
-FORBIDDEN = ("kopf", "kubernetes", "boto3", "botocore", "mlflow")
+FORBIDDEN = ("kopf", "kubernetes", "boto3", "botocore", "mlflow", "pandas")
 
 
 def _imports(path: Path) -> set[str]:
