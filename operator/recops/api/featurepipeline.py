@@ -70,10 +70,20 @@ class ProfilesSource(ApiModel):
                        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", max_length=127)
 
 
+class CatalogSource(ApiModel):
+    """The item catalogue (item_id, category, price ...): one file or a prefix of files."""
+
+    uri: str = Field(description="`s3://bucket/key-or-prefix` or an absolute local path; read with the "
+                     "clickstream's S3 connection.", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|/.+)$",
+                     max_length=2048)
+
+
 class Sources(ApiModel):
     """The inputs of the feature job."""
 
     clickstream: ClickstreamSource = Field(description="The event log.")
+    catalog: CatalogSource | None = Field(None, description="The item catalogue; unset means item features come "
+                                          "from the events alone.")
     profiles: ProfilesSource | None = Field(None, description="User profiles; unset means none are joined.")
 
 
@@ -130,20 +140,31 @@ class Output(ApiModel):
     s3: S3Connection = Field(default_factory=S3Connection, description="Connection settings for `s3://` URIs.")
 
 
-class MaxNullFraction(ApiModel):
-    """An upper bound on the fraction of nulls in one column."""
+class SnapshotTable(StrEnum):
+    """The tables of a snapshot."""
 
-    column: str = Field(description="Column name.", min_length=1, max_length=128)
+    INTERACTIONS = "interactions"
+    USERS = "users"
+    ITEMS = "items"
+
+
+class MaxNullFraction(ApiModel):
+    """An upper bound on the fraction of nulls in one column of a snapshot table."""
+
+    table: SnapshotTable = Field(SnapshotTable.INTERACTIONS, description="`interactions`, `users` or `items`.")
+    column: str = Field(description="Column name, or `*` for every column.", min_length=1, max_length=128)
     max: str = Field(description="Largest allowed fraction, a decimal string in [0, 1], e.g. `\"0.01\"`.",
                      pattern=r"^(0(\.[0-9]+)?|1(\.0+)?)$")
 
 
 class ExpectedColumn(ApiModel):
-    """A column the input events must have."""
+    """A column a snapshot table must have."""
 
+    table: SnapshotTable = Field(SnapshotTable.INTERACTIONS, description="`interactions`, `users` or `items`.")
     name: str = Field(description="Column name.", min_length=1, max_length=128)
-    type: str = Field(description="Logical type: `string`, `int`, `float`, `timestamp`.",
-                      pattern=r"^(string|int|float|timestamp)$")
+    type: str = Field("any", description="Type family: `int`, `float`, `number`, `string`, `bool`, `timestamp`, "
+                      "`date`, `category` or `any`.",
+                      pattern=r"^(int|float|number|string|bool|timestamp|date|category|any)$")
 
 
 class QualityGates(ApiModel):
@@ -152,14 +173,14 @@ class QualityGates(ApiModel):
     min_rows: int = Field(1, ge=0, description="Minimum number of interaction rows.")
     max_null_fraction: list[MaxNullFraction] = Field(
         default_factory=list, max_length=128, description="Per-column null bounds.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["column"]})
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["table", "column"]})
     expected_columns: list[ExpectedColumn] = Field(
-        default_factory=list, max_length=128, description="Schema the events must match.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
+        default_factory=list, max_length=128, description="Columns (and types) the snapshot tables must have.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["table", "name"]})
     max_event_age: str | None = Field(None, pattern=DURATION_PATTERN,
                                       description="Freshness: the newest event must be younger than this.")
     unique_keys: list[str] = Field(default_factory=lambda: ["user_id", "item_id"], max_length=8,
-                                   description="Columns that must identify an interaction row uniquely.")
+                                   description="Columns that must identify an interactions row uniquely.")
 
 
 class ConcurrencyPolicy(StrEnum):

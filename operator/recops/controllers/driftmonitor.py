@@ -24,18 +24,13 @@ from recops.controllers.common import (
     s3_env,
 )
 from recops.controllers.references import ObjectNeed
-from recops.controllers.schedule import period_seconds
+from recops.controllers.schedule import duration_seconds, period_seconds
 from recops_drift.prometheus import rule_group
 
 COMPONENT = "recops-drift-monitor"
 PROGRAM = "recops-drift"
 DRIFT_IMAGE = "ghcr.io/recops/drift:0.1.0"
 _DEFAULT_RESOURCES = ResourceRequirements()
-
-
-def duration_seconds(text: str) -> int:
-    """'90s', '15m', '6h', '7d' (the API's DURATION_PATTERN) -> seconds."""
-    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
 
 
 def check_base_name(owner: Owner) -> str:

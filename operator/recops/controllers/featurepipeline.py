@@ -21,6 +21,7 @@ from recops.controllers.common import (
     s3_env,
 )
 from recops.controllers.references import SecretNeed
+from recops.controllers.schedule import duration_seconds
 
 COMPONENT = "recops-feature-job"
 PROGRAM = "recops-features"
@@ -64,20 +65,45 @@ def plain_env(spec: FeaturePipelineSpec) -> dict[str, str]:
     return s3_env(s3.endpoint_url, s3.region)
 
 
+TRANSFORM_MODES = {"Replace": "custom", "After": "builtinThenCustom"}
+EVENT_FORMATS = {"parquet": "parquet", "jsonl": "jsonl", "csv": "auto"}
+
+
 def job_config(spec: FeaturePipelineSpec, owner: Owner) -> dict[str, Any]:
-    """The feature job's own config (see feature-jobs/): what the spec asks, without any credential."""
-    return {
-        "pipeline": f"{owner.namespace}/{owner.name}",
-        "source": {"uri": spec.sources.clickstream.uri, "format": spec.sources.clickstream.format},
-        "profiles": ({"table": spec.sources.profiles.table} if spec.sources.profiles else None),
-        "windowDays": spec.window.days,
-        "eventWeights": {w.event: w.weight for w in spec.features.event_weights},
-        "decayHalfLife": spec.features.decay_half_life,
-        "transform": (spec.features.transform.model_dump(by_alias=True, mode="json")
-                      if spec.features.transform else None),
-        "output": {"uri": spec.output.uri},
-        "quality": spec.quality.model_dump(by_alias=True, mode="json", exclude_none=True),
+    """The feature job's own config (feature-jobs/recops_features/config.py), without any credential."""
+    sources: dict[str, Any] = {"events": {"uri": spec.sources.clickstream.uri,
+                                          "format": EVENT_FORMATS[spec.sources.clickstream.format]}}
+    if spec.sources.catalog:
+        sources["catalog"] = {"uri": spec.sources.catalog.uri}
+    if spec.sources.profiles:
+        sources["profiles"] = {"table": spec.sources.profiles.table}
+    q = spec.quality
+    quality: dict[str, Any] = {
+        "minRows": [{"table": "interactions", "min": q.min_rows}],
+        "maxNullFraction": [{"table": m.table, "column": m.column, "max": m.max} for m in q.max_null_fraction],
+        "uniqueKeys": [{"table": "interactions", "columns": list(q.unique_keys)}] if q.unique_keys else [],
     }
+    tables = sorted({c.table for c in q.expected_columns})
+    if tables:
+        quality["schema"] = [{"table": t, "columns": [{"name": c.name, "type": c.type}
+                                                      for c in q.expected_columns if c.table == t]}
+                             for t in tables]
+    if q.max_event_age:
+        quality["maxEventAge"] = q.max_event_age
+    config: dict[str, Any] = {
+        "name": f"{owner.namespace}.{owner.name}",
+        "sources": sources,
+        "window": {"lastDays": spec.window.days},
+        "features": {"eventWeights": [{"eventType": w.event, "weight": w.weight}
+                                      for w in spec.features.event_weights],
+                     "halfLifeDays": f"{duration_seconds(spec.features.decay_half_life) / 86400:g}"},
+        "output": {"uri": spec.output.uri},
+        "quality": quality,
+    }
+    if spec.features.transform:
+        config["transform"] = {"mode": TRANSFORM_MODES[spec.features.transform.mode],
+                               "function": spec.features.transform.function}
+    return config
 
 
 def build_children(spec: FeaturePipelineSpec, owner: Owner) -> list[dict[str, Any]]:

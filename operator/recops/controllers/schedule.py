@@ -42,3 +42,8 @@ def period_seconds(schedule: str) -> int:
     first: dt.datetime = itr.get_next(dt.datetime)
     second: dt.datetime = itr.get_next(dt.datetime)
     return int((second - first).total_seconds())
+
+
+def duration_seconds(text: str) -> int:
+    """'90s', '15m', '6h', '7d' (the API's DURATION_PATTERN) -> seconds."""
+    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
