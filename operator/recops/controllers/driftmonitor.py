@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from recops_drift.prometheus import rule_group
+
 from recops.api.base import API_VERSION, ResourceRequirements, Toggle
 from recops.api.driftmonitor import DataSource, DriftAction, DriftMonitorSpec
 from recops.conditions import Verdict
@@ -25,7 +27,6 @@ from recops.controllers.common import (
 )
 from recops.controllers.references import ObjectNeed
 from recops.controllers.schedule import duration_seconds, period_seconds
-from recops_drift.prometheus import rule_group
 
 COMPONENT = "recops-drift-monitor"
 PROGRAM = "recops-drift"
@@ -99,7 +100,8 @@ def check_children(owner: Owner, name: str, config: Mapping[str, Any], env: Mapp
                        resource_spec=_DEFAULT_RESOURCES)
     meta = child_meta(owner, name, COMPONENT)
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
-           "spec": {"backoffLimit": 1, "podFailurePolicy": POD_FAILURE_POLICY, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 86400,
+           "spec": {"backoffLimit": 1, "podFailurePolicy": POD_FAILURE_POLICY, "activeDeadlineSeconds": 3600,
+                    "ttlSecondsAfterFinished": 86400,
                     "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod}}}
     return [config_map(owner, cm_name, COMPONENT, config), job]
 

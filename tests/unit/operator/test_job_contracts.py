@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 import yaml
-from recops_drift.config import DriftCheckConfig
-from recops_features.config import FeaturePipelineConfig
-from recops_training.config import TrainConfig
-
 from recops.api import DriftMonitorSpec, FeaturePipelineSpec, TrainingRunSpec
 from recops.controllers import driftmonitor, featurepipeline, trainingrun
 from recops.controllers.common import Owner
+from recops_drift.config import DriftCheckConfig
+from recops_features.config import FeaturePipelineConfig
+from recops_training.config import TrainConfig
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
