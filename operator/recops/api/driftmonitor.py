@@ -52,7 +52,8 @@ class FeatureRule(ApiModel):
     method: DriftMethod = Field(DriftMethod.PSI, description="`psi`, `jensenshannon`, `ks` or `chi2`.")
     threshold: str = Field("0.2", pattern=DECIMAL_PATTERN,
                            description="Drift when the score exceeds this. psi/jensenshannon: the divergence; "
-                           "ks: the KS statistic D; chi2: Cohen's w (sqrt(chi2/n), independent of sample size). ks and chi2 "
+                           "ks: the KS statistic D; chi2: Cohen's w (sqrt(chi2/n), independent of sample size). "
+                           "ks and chi2 "
                            "also need p < 0.05.")
 
 
