@@ -46,6 +46,28 @@ def _lab(args: argparse.Namespace) -> int:
     return int(lab_main(args.lab_args) or 0)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from recops.demo import main as demo_main
+
+    return demo_main(args.demo_args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+    import subprocess
+
+    from recops.table import render
+
+    cmd = ["kubectl", "get", "featurepipelines,trainingruns,recommenderdeployments,driftmonitors", "-o", "json"]
+    cmd += ["-A"] if args.all_namespaces else (["-n", args.namespace] if args.namespace else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(out.stderr.strip(), file=sys.stderr)
+        return 1
+    print(render(json.loads(out.stdout)["items"]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recops", description="Recops: the recommender lifecycle operator.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     lab = sub.add_parser("lab", help="the embedded lab: build | up | down | status", add_help=False)
     lab.add_argument("lab_args", nargs=argparse.REMAINDER)
     lab.set_defaults(func=_lab)
+    demo = sub.add_parser("demo", help="the whole loop on the embedded lab (what `make demo` runs)", add_help=False)
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    demo.set_defaults(func=_demo)
+    status = sub.add_parser("status", help="a readable table of every Recops object")
+    status.add_argument("-n", "--namespace")
+    status.add_argument("-A", "--all-namespaces", action="store_true")
+    status.set_defaults(func=_status)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

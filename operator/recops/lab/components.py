@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from recops.lab.paths import cache_dir
 from recops.lab.procs import LabError, free_port, http_status, pid_alive, port_in_use, spawn, tcp_open
 
 # Fixed loopback ports of the services that manifests address (examples/full-loop).
-SERVICE_PORTS = {"mlflow": 15000, "s3": 15001, "postgres": 15432, "prometheus": 19090, "alertmanager": 19093}
+SERVICE_PORTS = {"mlflow": 15000, "s3": 15001, "postgres": 15432, "prometheus": 19090, "alertmanager": 19093,
+                 "operator-metrics": 19100}
 
 Record = dict[str, Any]
 
@@ -40,6 +42,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "kubernetes": K8S_COMPONENTS,
     "services": SERVICE_COMPONENTS,
     "all": ALL_COMPONENTS,
+    # The whole loop (`make demo`): everything plus the operator itself.
+    "demo": (*ALL_COMPONENTS, "operator"),
 }
 FAKE_NODES = ("kwok-node-0", "kwok-node-1")
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -677,6 +681,53 @@ def start_prometheus(ctx: Ctx, prev: Record | None) -> Record:
     }
 
 
+# --------------------------------------------------------------------------- the operator (demo)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PROM_OPERATOR_CRDS = REPO_ROOT.parent / "shared" / "third_party" / "prometheus-operator-crds"
+
+
+def start_operator(ctx: Ctx, prev: Record | None) -> Record:
+    """Install the CRDs, then run the operator with the kubernetes and local backends."""
+    crd_dirs = [REPO_ROOT / "crds"] + ([PROM_OPERATOR_CRDS] if PROM_OPERATOR_CRDS.is_dir() else [])
+    for crd_dir in crd_dirs:
+        out = kubectl(ctx, "apply", "--server-side", "--force-conflicts", "-f", str(crd_dir))
+        if out.returncode != 0:
+            raise LabError(f"installing the CRDs from {crd_dir} failed: {out.stderr.strip()}")
+    out = kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    if out.returncode != 0:
+        raise LabError(f"the CRDs did not become established: {out.stderr.strip()}")
+    health, metrics = ctx.port("operator", "health", prev), ctx.port("operator-metrics", "metrics", prev)
+    runs = ctx.state / "runs"
+    env = {"KUBECONFIG": str(ctx.kubeconfig), "RECOPS_BACKENDS": "kubernetes,local",
+           "RECOPS_METRICS_PORT": str(metrics), "RECOPS_LOCAL_STATE_DIR": str(runs),
+           "RECOPS_RESYNC_SECONDS": os.environ.get("RECOPS_RESYNC_SECONDS", "5"), "OPENBLAS_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "recops.cli", "operator", "--health-port", str(health), "--json-logs"]
+    pid = spawn(argv, log=ctx.log("operator"), env=env)
+    prometheus = ctx.records.get("prometheus")
+    if prometheus:  # Prometheus scrapes the operator's drift metrics and evaluates the drift alerts
+        from recops_drift.prometheus import rule_group, rules_file
+
+        (Path(prometheus["targets_dir"]) / "operator.json").write_text(json.dumps(
+            [{"targets": [f"127.0.0.1:{metrics}"], "labels": {"job": "recops-operator"}}]))
+        (Path(prometheus["rules_dir"]) / "recops-drift.yaml").write_text(
+            rules_file([rule_group(detected_for="0m", stale_after="1h")]))
+        urllib.request.urlopen(urllib.request.Request(f"{prometheus['url']}/-/reload", method="POST"),  # noqa: S310
+                               timeout=5).close()
+    return {"pid": pid, "ports": {"health": health, "metrics": metrics}, "url": f"http://127.0.0.1:{health}",
+            "metrics_url": f"http://127.0.0.1:{metrics}/metrics", "runs": str(runs)}
+
+
+def stop_operator(ctx: Ctx, rec: Record) -> None:
+    """The operator's local-backend jobs and servers run in their own sessions: stop them too."""
+    for pid_file in Path(rec.get("runs", ctx.state / "runs")).glob("*/*/pid"):
+        try:
+            pid = int(pid_file.read_text())
+            os.killpg(pid, 15)
+        except (OSError, ValueError):
+            continue
+
+
 # --------------------------------------------------------------------------- registry
 
 COMPONENTS: dict[str, Component] = {
@@ -700,10 +751,11 @@ COMPONENTS: dict[str, Component] = {
         Component("s3", (), start_s3, ready_s3, 40),
         Component("alertmanager", (), start_alertmanager, ready_http_path("/-/ready"), 20),
         Component("prometheus", (), start_prometheus, ready_http_path("/-/ready"), 20),
+        Component("operator", K8S_COMPONENTS, start_operator, ready_http_path("/healthz"), 60, stop=stop_operator),
     ]
 }
 # Start order: slow independent services first so they warm up while the control plane starts.
-START_ORDER = ("mlflow", "s3", "postgres", "alertmanager", "prometheus", *K8S_COMPONENTS)
+START_ORDER = ("mlflow", "s3", "postgres", "alertmanager", "prometheus", *K8S_COMPONENTS, "operator")
 
 
 def expand(components: str | list[str] | tuple[str, ...] | None, with_deps: bool = True) -> list[str]:
