@@ -1,0 +1,376 @@
+"""HTTP throughput and tail latency of the Recops model server, side by side with its peer and floor.
+
+Targets (all on the same uvicorn stack, each pinned with ``taskset`` to core 0; ``wrk`` on core 1):
+- ``recops``: ``python -m recops_server.cli`` serving a factors model (GET /v1/recommendations/u{random}?k=10)
+- ``mlflow``: ``mlflow models serve --env-manager local`` serving the *same* model through our pyfunc
+  (POST /invocations with one user, params k=10) -- what a user of MLflow's own serving gets
+- ``const``: a bare ASGI app answering a constant top-10 body (the floor of the HTTP stack)
+
+Catalogues of 10k and 100k items (64 factors, 10k users). Rounds alternate A B C A B C ... and the
+median of the rounds is reported, with ratios, the machine and package versions. A kernel section
+measures in-process ``recommend()`` against a pure read of the item-factor matrix (its memory floor).
+
+    .venv/bin/python bench/server/bench_server.py                      # ~4 minutes
+    .venv/bin/python bench/server/bench_server.py --rounds 1 --duration 3 --items 10000   # quick look
+
+Result: ``bench/results/server.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import httpx
+import numpy as np
+import scipy.sparse as sp
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO / "model-format"), str(REPO / "model-server")]
+
+from recops_model import RecModel, load_model, recommend, save_model  # noqa: E402
+
+PYTHONPATH = os.pathsep.join([str(REPO / "model-format"), str(REPO / "model-server"), str(Path(__file__).parent)])
+
+
+def random_history(rng: np.random.Generator, n_users: int, n_items: int, per_user: int) -> sp.csr_matrix:
+    """``per_user`` random items per user (sp.random would allocate a permutation of n_users*n_items)."""
+    rows = np.repeat(np.arange(n_users), per_user)
+    cols = rng.integers(0, n_items, size=rows.shape[0])
+    m = sp.csr_matrix((np.ones(rows.shape[0], np.float32), (rows, cols)), shape=(n_users, n_items))
+    m.sum_duplicates()
+    return m
+
+
+def make_model(n_users: int, n_items: int, f: int = 64, seed: int = 0) -> RecModel:
+    rng = np.random.default_rng(seed)
+    return RecModel(
+        algorithm="puresvd",
+        kind="factors",
+        user_ids=np.array([f"u{i}" for i in range(n_users)]),
+        item_ids=np.array([f"i{i}" for i in range(n_items)]),
+        seen=random_history(rng, n_users, n_items, 20),
+        popularity=rng.random(n_items).astype(np.float32),
+        item_categories=np.array([f"c{i % 50}" for i in range(n_items)]),
+        user_factors=rng.standard_normal((n_users, f)).astype(np.float32),
+        item_factors=rng.standard_normal((n_items, f)).astype(np.float32),
+        meta={"bench": True},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(url)
+
+
+def start(name: str, cmd: list[str], env: dict[str, str], ready: str, logdir: Path) -> subprocess.Popen[bytes]:
+    log = open(logdir / f"{name}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *cmd], env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+    )
+    wait(ready, proc)
+    return proc
+
+
+LUA_GET = """
+math.randomseed(42)
+request = function()
+  return wrk.format("GET", "/v1/recommendations/u" .. math.random(0, %d) .. "?k=10")
+end
+"""
+LUA_POST = """
+math.randomseed(42)
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local body = '{"dataframe_records": [{"user_id": "u' .. math.random(0, %d) .. '"}], "params": {"k": 10}}'
+  return wrk.format("POST", "/invocations", nil, body)
+end
+"""
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    def dur(v: str) -> float:
+        m = re.match(r"([\d.]+)(us|ms|s)", v)
+        assert m, v
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = dur(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = dur(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+    }
+
+
+def run_wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout[-1000:]} {proc.stderr[-1000:]}")
+    res = parse_wrk(proc.stdout)
+    if res["rps"] == 0 or os.environ.get("BENCH_DEBUG"):
+        print(proc.stdout, proc.stderr, file=sys.stderr)
+    return res
+
+
+def kernel(model: RecModel, reps: int = 300) -> dict[str, float]:
+    """Per-request scoring time in-process vs the memory floor of reading the item factors once."""
+    assert model.item_factors is not None and model.user_factors is not None
+    v = model.item_factors
+    users = [f"u{i}" for i in range(reps)]
+    for u in users[:20]:
+        recommend(model, u, 10)
+
+    def timed(fn: Any) -> float:
+        samples = []
+        for _ in range(5):
+            t = time.perf_counter()
+            for i in range(reps):
+                fn(i)
+            samples.append((time.perf_counter() - t) / reps * 1e6)
+        return statistics.median(samples)
+
+    rec_us = timed(lambda i: recommend(model, users[i], 10))
+    gemv_us = timed(lambda i: v @ model.user_factors[i])  # type: ignore[index]
+    flat = np.ascontiguousarray(v).ravel()
+    read_us = timed(lambda i: np.dot(flat, flat))  # one SIMD pass over the matrix: the read floor
+    return {
+        "recommend_us": rec_us,
+        "gemv_us": gemv_us,
+        "read_item_factors_us": read_us,
+        "item_factors_mb": v.nbytes / 1e6,
+        "recommend_over_read": rec_us / read_us,
+        "recommend_over_gemv": rec_us / gemv_us,
+    }
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "scipy", "fastapi", "starlette", "uvicorn", "mlflow", "uvloop", "httptools"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:
+            out[pkg] = "absent"
+    out["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "note": "shared, noisy machine"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, nargs="*", default=[10_000, 100_000])
+    ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--targets", nargs="*", default=["recops", "mlflow", "const"])
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "server.json"))
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    results: dict[str, Any] = {
+        "benchmark": "model server HTTP top-10",
+        "machine": machine(),
+        "versions": versions(),
+        "setup": {
+            "server_core": 0,
+            "wrk_core": 1,
+            "wrk": f"-t1 -c{args.connections} -d{args.duration}s",
+            "rounds": args.rounds,
+            "users": args.users,
+            "factors": 64,
+            "order": "A B C per round, medians over rounds",
+        },
+        "catalogues": {},
+    }
+    for n_items in args.items:
+        print(f"== {n_items} items", flush=True)
+        with tempfile.TemporaryDirectory(prefix="recops-bench-") as tmp_s:
+            tmp = Path(tmp_s)
+            model = make_model(args.users, n_items)
+            save_model(model, tmp / "recops")
+            get_lua = tmp / "get.lua"
+            get_lua.write_text(LUA_GET % (args.users - 1))
+            post_lua = tmp / "post.lua"
+            post_lua.write_text(LUA_POST % (args.users - 1))
+            procs: dict[str, subprocess.Popen[bytes]] = {}
+            urls: dict[str, tuple[str, Path]] = {}
+            try:
+                # `mlflow models serve` execs `uvicorn` from PATH: the venv's bin first
+                path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+                env = {"PYTHONPATH": PYTHONPATH, "OPENBLAS_NUM_THREADS": "1", "PATH": path}
+                if "recops" in args.targets:
+                    p = free_port()
+                    procs["recops"] = start(
+                        "recops",
+                        [sys.executable, "-m", "recops_server.cli", "--port", str(p), "--host", "127.0.0.1"],
+                        {**env, "RECOPS_MODEL_URI": str(tmp / "recops"), "RECOPS_RELOAD_INTERVAL_SECONDS": "0",
+                         "RECOPS_MAX_CONCURRENCY": "1024"},
+                        f"http://127.0.0.1:{p}/readyz",
+                        tmp,
+                    )  # fmt: skip
+                    urls["recops"] = (f"http://127.0.0.1:{p}", get_lua)
+                if "recops-inline" in args.targets:
+                    p = free_port()
+                    procs["recops-inline"] = start(
+                        "recops-inline",
+                        [sys.executable, "-m", "recops_server.cli", "--port", str(p), "--host", "127.0.0.1"],
+                        {**env, "RECOPS_MODEL_URI": str(tmp / "recops"), "RECOPS_RELOAD_INTERVAL_SECONDS": "0",
+                         "RECOPS_MAX_CONCURRENCY": "1024", "RECOPS_SCORING_IN_THREADPOOL": "false"},
+                        f"http://127.0.0.1:{p}/readyz",
+                        tmp,
+                    )  # fmt: skip
+                    urls["recops-inline"] = (f"http://127.0.0.1:{p}", get_lua)
+                if "mlflow" in args.targets:
+                    from recops_model.pyfunc import save_pyfunc_model
+
+                    save_pyfunc_model(model, tmp / "mlflow_model")
+                    p = free_port()
+                    procs["mlflow"] = start(
+                        "mlflow",
+                        [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(tmp / "mlflow_model"),
+                         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(p), "--workers", "1"],
+                        env,
+                        f"http://127.0.0.1:{p}/ping",
+                        tmp,
+                    )  # fmt: skip
+                    urls["mlflow"] = (f"http://127.0.0.1:{p}", post_lua)
+                if "const" in args.targets:
+                    p = free_port()
+                    procs["const"] = start(
+                        "const",
+                        [sys.executable, "-m", "uvicorn", "const_app:app", "--port", str(p), "--host", "127.0.0.1",
+                         "--no-access-log", "--log-level", "warning"],
+                        env,
+                        f"http://127.0.0.1:{p}/",
+                        tmp,
+                    )  # fmt: skip
+                    urls["const"] = (f"http://127.0.0.1:{p}", get_lua)
+                # sanity: each target answers a real top-10
+                for name, (url, _) in urls.items():
+                    if name == "mlflow":
+                        r = httpx.post(f"{url}/invocations", json={"dataframe_records": [{"user_id": "u1"}],
+                                                                    "params": {"k": 10}}, timeout=30)  # fmt: skip
+                        assert r.status_code == 200 and len(r.json()["predictions"][0]["item_ids"]) == 10, r.text
+                    else:
+                        r = httpx.get(f"{url}/v1/recommendations/u1?k=10", timeout=30)
+                        assert r.status_code == 200 and len(r.json()["items"]) == 10, r.text
+                for url, script in urls.values():  # warm-up
+                    run_wrk(url, script, 2, args.connections)
+                runs: dict[str, list[dict[str, float]]] = {n: [] for n in urls}
+                for rnd in range(args.rounds):
+                    for name, (url, script) in urls.items():
+                        res = run_wrk(url, script, args.duration, args.connections)
+                        runs[name].append(res)
+                        print(f"  round {rnd + 1} {name:14s} {res['rps']:9.1f} rps  p99 {res['p99_ms']:8.2f} ms"
+                              f"  non2xx {res['non_2xx']}", flush=True)  # fmt: skip
+            finally:
+                for proc in procs.values():
+                    proc.terminate()
+                for proc in procs.values():
+                    try:
+                        proc.wait(20)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+            summary: dict[str, Any] = {}
+            for name, rs in runs.items():
+                summary[name] = {
+                    "rps_median": statistics.median(r["rps"] for r in rs),
+                    "p50_ms_median": statistics.median(r["p50_ms"] for r in rs),
+                    "p99_ms_median": statistics.median(r["p99_ms"] for r in rs),
+                    "non_2xx_total": sum(int(r["non_2xx"]) for r in rs),
+                    "runs": rs,
+                }
+            ratios: dict[str, float] = {}
+            if "recops" in summary and "mlflow" in summary:
+                ratios["recops_rps_over_mlflow"] = summary["recops"]["rps_median"] / summary["mlflow"]["rps_median"]
+                ratios["mlflow_p99_over_recops"] = (
+                    summary["mlflow"]["p99_ms_median"] / summary["recops"]["p99_ms_median"]
+                )
+            if "recops" in summary and "const" in summary:
+                ratios["recops_rps_over_const_floor"] = summary["recops"]["rps_median"] / summary["const"]["rps_median"]
+                ratios["recops_p99_over_const_floor"] = (
+                    summary["recops"]["p99_ms_median"] / summary["const"]["p99_ms_median"]
+                )
+            # the kernel as the server runs it: the loaded model (column-major item factors), core 0
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, {0})
+            k = kernel(load_model(tmp / "recops"))
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+            results["catalogues"][str(n_items)] = {"targets": summary, "ratios": ratios, "kernel": k}
+            print(f"  ratios {json.dumps({a: round(b, 3) for a, b in ratios.items()})}", flush=True)
+            print(f"  kernel {json.dumps({a: round(b, 2) for a, b in k.items()})}", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

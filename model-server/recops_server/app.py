@@ -1,0 +1,447 @@
+"""The FastAPI application: routes, the observability/concurrency middleware and the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, Path, Query
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+from recops_model import Recommendations, UnknownCategory, recommend, recommend_batch
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import (
+    InvalidInput,
+    ModelNotReady,
+    OutOfRange,
+    UnknownCategoryInput,
+    error_body,
+    install_error_handlers,
+)
+from .metrics import Metrics
+from .model_store import LoadedModel, ModelStore, Source, make_source
+from .payload_log import PayloadLogger
+from .settings import ServerSettings
+
+log = logging.getLogger("recops_server")
+T = TypeVar("T")
+
+MAX_K = 1000
+MAX_ID_LENGTH = 256
+MAX_EXCLUDE = 1000
+ROUTE_ONE = "/v1/recommendations/{user_id}"
+ROUTE_BATCH = "/v1/recommendations"
+
+
+# ------------------------------------------------------------------ API schema (OpenAPI) -----------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    digest: str
+
+
+class Item(BaseModel):
+    itemId: str
+    score: float
+
+
+class UserRecommendations(BaseModel):
+    userId: str | None
+    items: list[Item]
+    fallback: bool = Field(description="True when the popularity fallback answered (unknown or absent user).")
+    fallbackReason: str | None = Field(default=None, description="UnknownUser or NoUser when fallback is true.")
+
+
+class RecommendationResponse(UserRecommendations):
+    model: ModelRef
+
+
+class BatchItem(_Strict):
+    userId: str | None = Field(default=None, max_length=MAX_ID_LENGTH, description="null: popularity fallback")
+    k: int | None = Field(default=None, ge=1, le=MAX_K, description="default: the server's default k (10)")
+    exclude: list[Annotated[str, Field(max_length=MAX_ID_LENGTH)]] = Field(default_factory=list, max_length=MAX_EXCLUDE)
+    category: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    excludeSeen: bool = True
+
+
+class BatchRequest(_Strict):
+    requests: list[BatchItem] = Field(min_length=1)
+
+
+class BatchResponse(BaseModel):
+    model: ModelRef
+    results: list[UserRecommendations]
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    reason: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid input (unknown category, malformed JSON)."},
+    422: {"model": ErrorResponse, "description": "A parameter is out of range or of the wrong type."},
+    503: {"model": ErrorResponse, "description": "No model loaded yet, or overloaded (see Retry-After)."},
+}
+
+
+# ------------------------------------------------------------------ runtime state -----------------
+
+
+class ServerState:
+    def __init__(self, settings: ServerSettings, metrics: Metrics, store: ModelStore | None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.store = store
+        self.draining = False
+        self.in_flight = 0
+        local_dir, s3_uri = settings.payload_targets()
+        self.payloads = PayloadLogger(
+            metrics,
+            sample_rate=settings.payload_rate(),
+            local_dir=local_dir,
+            s3_uri=s3_uri,
+            flush_seconds=settings.payload_log_flush_seconds,
+            max_records_per_file=settings.payload_log_max_records_per_file,
+            queue_size=settings.payload_log_queue_size,
+        )
+
+    def model(self) -> LoadedModel:
+        current = self.store.current if self.store else None
+        if current is None:
+            raise ModelNotReady(
+                "no verified model is loaded yet; retry shortly",
+                retry_after=self.settings.retry_after_seconds,
+            )
+        return current
+
+    def check_k(self, k: int | None, field: str) -> int:
+        if k is None:
+            return self.settings.default_k
+        if k > self.settings.max_k:
+            raise OutOfRange(f"{field}: must be at most {self.settings.max_k} on this server", field=field)
+        return k
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        if self.settings.scoring_in_threadpool:
+            return await run_in_threadpool(fn)
+        return fn()
+
+    def observe(self, loaded: LoadedModel, recs: list[Recommendations]) -> None:
+        m = self.metrics
+        m.recommendations.inc(len(recs))
+        idx: list[int] = []
+        for r in recs:
+            if r.fallback:
+                m.fallbacks.labels(r.fallback_reason or "UnknownUser").inc()
+            if not r.item_ids:
+                m.empty_results.inc()
+            idx.extend(r.item_indices)
+        if idx:
+            self.metrics.item_popularity.observe_many(loaded.popularity_percentile[np.asarray(idx, dtype=np.int64)])
+
+    def log_payloads(
+        self, loaded: LoadedModel, route: str, recs: list[Recommendations], params: list[dict[str, Any]]
+    ) -> None:
+        p = self.payloads
+        if not p.enabled:
+            return
+        index = loaded.model.user_index
+        for r, prm in zip(recs, params, strict=True):
+            if p.sampled():
+                p.offer(
+                    {
+                        "deployment": self.settings.deployment,
+                        "model": loaded.name,
+                        "modelVersion": loaded.version,
+                        "route": route,
+                        "userId": r.user_id,
+                        "k": prm["k"],
+                        "category": prm["category"],
+                        "excludeSeen": prm["excludeSeen"],
+                        "excludeCount": prm["excludeCount"],
+                        "knownUser": r.user_id is not None and r.user_id in index,
+                        "fallback": r.fallback,
+                        "itemIds": r.item_ids,
+                        "scores": r.scores,
+                    }
+                )
+
+
+def _user_body(r: Recommendations) -> dict[str, Any]:
+    return {
+        "userId": r.user_id,
+        "items": [{"itemId": i, "score": s} for i, s in zip(r.item_ids, r.scores, strict=True)],
+        "fallback": r.fallback,
+        "fallbackReason": r.fallback_reason,
+    }
+
+
+# ------------------------------------------------------------------ middleware --------------------
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path:
+        return str(path)
+    p = scope.get("path", "")
+    if p.startswith("/v1/recommendations/"):
+        return ROUTE_ONE
+    return p if p in (ROUTE_BATCH, "/healthz", "/readyz", "/metrics", "/v1/model") else "unmatched"
+
+
+class ObservabilityMiddleware:
+    """Latency/status metrics for every request; the concurrency limit (503 + Retry-After) for /v1.
+
+    Pure ASGI (no BaseHTTPMiddleware overhead). Probes and /metrics are never limited.
+    """
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        st = self.state
+        m = st.metrics
+        start = time.perf_counter()
+        method = scope["method"]
+        limited = scope["path"].startswith("/v1/")
+        if limited and st.in_flight >= st.settings.max_concurrency:
+            m.overload_rejections.inc()
+            retry = st.settings.retry_after_seconds
+            body = error_body(
+                503, "Overloaded",
+                f"the server is at its concurrency limit ({st.settings.max_concurrency} requests); "
+                f"retry after {retry}s",
+            )  # fmt: skip
+            await JSONResponse(body, status_code=503, headers={"Retry-After": str(retry)})(scope, receive, send)
+            route = _route_of(scope)
+            m.requests.labels(route, method, "503").inc()
+            m.request_duration.labels(route, method).observe(time.perf_counter() - start)
+            return
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        if limited:
+            st.in_flight += 1
+            m.in_flight.set(st.in_flight)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if limited:
+                st.in_flight -= 1
+                m.in_flight.set(st.in_flight)
+            route = _route_of(scope)
+            m.requests.labels(route, method, str(status)).inc()
+            m.request_duration.labels(route, method).observe(time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------ the app ----------------------
+
+
+def create_app(settings: ServerSettings | None = None, *, source: Source | None = None) -> FastAPI:
+    """Build the app. Nothing is loaded here: the model is loaded in the lifespan (startup)."""
+    settings = settings or ServerSettings()
+    metrics = Metrics()
+    state = ServerState(settings, metrics, None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        src = source or make_source(
+            settings.model_uri, settings.model_name, settings.download_dir, settings.model_version
+        )
+        state.store = ModelStore(src, metrics)
+        attempt = await state.store.refresh()
+        if attempt.result != "loaded":
+            log.error(
+                "Started without a model (%s: %s); readyz stays 503 until one loads",
+                attempt.reason,
+                attempt.message,
+            )
+        tasks: list[asyncio.Task[None]] = []
+        if settings.reload_interval_seconds > 0:
+            tasks.append(asyncio.create_task(state.store.poll_forever(settings.reload_interval_seconds)))
+        if state.payloads.enabled:
+            tasks.append(asyncio.create_task(state.payloads.run()))
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            if state.payloads.enabled:
+                await state.payloads.flush()
+
+    app = FastAPI(
+        title="Recops model server",
+        version="1",
+        description="Top-k recommendations from a verified Recops model version, with seen-item filtering "
+        "and a popularity fallback for unknown users.",
+        lifespan=lifespan,
+    )
+    app.state.recops = state
+    install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware, state=state)
+
+    @app.get(
+        ROUTE_ONE,
+        response_model=RecommendationResponse,
+        responses=ERROR_RESPONSES,
+        summary="Top-k recommendations for one user",
+        tags=["recommendations"],
+    )
+    async def recommendations_for_user(
+        user_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+        k: Annotated[int | None, Query(ge=1, le=MAX_K, description="How many items (1..max k, default 10).")] = None,
+        exclude: Annotated[
+            list[Annotated[str, Field(max_length=MAX_ID_LENGTH)]],
+            Query(max_length=MAX_EXCLUDE, description="Item ids never to return (repeatable)."),
+        ] = [],  # noqa: B006 - FastAPI copies defaults
+        category: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, description="Only this category.")] = None,
+        exclude_seen: Annotated[bool, Query(alias="excludeSeen", description="Drop items the user saw.")] = True,
+    ) -> Response:
+        k = state.check_k(k, "k")
+        loaded = state.model()
+        model = loaded.model
+        if category is not None and category not in model.categories:
+            raise UnknownCategory(category, model.categories)
+        rec = await state.run(
+            lambda: recommend(model, user_id, k, exclude_seen=exclude_seen, exclude_items=exclude, category=category)
+        )
+        state.observe(loaded, [rec])
+        state.log_payloads(
+            loaded, "single", [rec],
+            [{"k": k, "category": category, "excludeSeen": exclude_seen, "excludeCount": len(exclude)}],
+        )  # fmt: skip
+        body = _user_body(rec)
+        body["model"] = loaded.ref()
+        return JSONResponse(body, headers={"X-Model-Version": loaded.version})
+
+    @app.post(
+        ROUTE_BATCH,
+        response_model=BatchResponse,
+        responses=ERROR_RESPONSES,
+        summary="Top-k recommendations for many users (one model version for all)",
+        tags=["recommendations"],
+    )
+    async def recommendations_batch(req: BatchRequest) -> Response:
+        if len(req.requests) > settings.max_batch_requests:
+            raise InvalidInput(
+                f"requests: at most {settings.max_batch_requests} entries per batch, got {len(req.requests)}",
+                field="requests",
+            )
+        ks = [state.check_k(r.k, f"requests[{i}].k") for i, r in enumerate(req.requests)]
+        loaded = state.model()
+        model = loaded.model
+        for i, r in enumerate(req.requests):
+            if r.category is not None and r.category not in model.categories:
+                exc = UnknownCategory(r.category, model.categories)
+                raise UnknownCategoryInput(f"requests[{i}].{exc}", field=f"requests[{i}].category")
+        groups: dict[tuple[bool, tuple[str, ...], str | None], list[int]] = defaultdict(list)
+        for i, r in enumerate(req.requests):
+            groups[(r.excludeSeen, tuple(r.exclude), r.category)].append(i)
+
+        def score() -> list[Recommendations]:
+            out: list[Recommendations | None] = [None] * len(req.requests)
+            for (seen, excl, cat), positions in groups.items():
+                kmax = max(ks[i] for i in positions)
+                recs = recommend_batch(
+                    model, [req.requests[i].userId for i in positions], kmax,
+                    exclude_seen=seen, exclude_items=excl, category=cat,
+                )  # fmt: skip
+                for i, r in zip(positions, recs, strict=True):
+                    k = ks[i]
+                    if k < kmax:
+                        r = Recommendations(
+                            r.user_id,
+                            r.item_ids[:k],
+                            r.scores[:k],
+                            r.fallback,
+                            r.fallback_reason,
+                            r.item_indices[:k],
+                        )
+                    out[i] = r
+            return [r for r in out if r is not None]
+
+        recs = await state.run(score)
+        state.observe(loaded, recs)
+        state.log_payloads(
+            loaded, "batch", recs,
+            [{"k": k, "category": r.category, "excludeSeen": r.excludeSeen, "excludeCount": len(r.exclude)}
+             for k, r in zip(ks, req.requests, strict=True)],
+        )  # fmt: skip
+        return JSONResponse(
+            {"model": loaded.ref(), "results": [_user_body(r) for r in recs]},
+            headers={"X-Model-Version": loaded.version},
+        )
+
+    @app.get("/v1/model", summary="The served model version and the latest load attempts", tags=["model"])
+    async def model_info() -> dict[str, Any]:
+        loaded = state.model()
+        return {**loaded.info(), "categories": sorted(loaded.model.categories)[:1000], **_status(state)}
+
+    @app.get("/healthz", summary="Liveness: the process answers", tags=["probes"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="Readiness: a verified model is loaded (and the server is not draining)",
+        tags=["probes"],
+        responses={503: {"description": "No verified model loaded, or draining after SIGTERM."}},
+    )
+    async def readyz() -> Response:
+        store = state.store
+        ready = bool(store and store.current) and not state.draining
+        body: dict[str, Any] = {
+            "ready": ready,
+            "modelVersion": store.current.version if store and store.current else None,
+            "deployment": settings.deployment,
+            **_status(state),
+        }
+        if not ready:
+            body["reason"] = "Draining" if state.draining else "NoModel"
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", tags=["probes"], response_class=Response)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _status(state: ServerState) -> dict[str, Any]:
+    return state.store.status() if state.store else {"model": None, "lastAttempt": None, "refusedVersions": []}

@@ -1,0 +1,108 @@
+"""Prometheus metrics of the model server (its own registry; labels are low-cardinality only:
+route templates, methods, status codes, model name/version, reasons. Never user or item ids)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+POPULARITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class PopularityHistogram(Collector):
+    """``recops_recommended_item_popularity``: a histogram observed in bulk with numpy (a batch of
+    1000 users observes 10k values; one ``Histogram.observe`` call each would cost milliseconds)."""
+
+    def __init__(self, buckets: Iterable[float]) -> None:
+        self.bounds = np.asarray(list(buckets), dtype=np.float64)
+        self.counts = np.zeros(self.bounds.shape[0] + 1, dtype=np.int64)  # last: +Inf
+        self.sum = 0.0
+
+    def observe_many(self, values: np.ndarray) -> None:
+        """Called on the event loop thread only."""
+        if values.size:
+            pos = np.searchsorted(self.bounds, values, side="left")
+            self.counts += np.bincount(pos, minlength=self.counts.shape[0])
+            self.sum += float(values.sum(dtype=np.float64))
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        cum = np.cumsum(self.counts)
+        buckets = [(repr(float(b)), int(c)) for b, c in zip(self.bounds, cum[:-1], strict=True)]
+        buckets.append(("+Inf", int(cum[-1])))
+        yield HistogramMetricFamily(
+            "recops_recommended_item_popularity",
+            "Popularity percentile in the catalogue (1 = most popular) of every recommended item.",
+            buckets=buckets,
+            sum_value=self.sum,
+        )
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_duration = Histogram(
+            "recops_request_duration_seconds",
+            "Request latency by route template and method.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "recops_requests",
+            "Requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.in_flight = Gauge("recops_in_flight_requests", "Recommendation requests being served.", registry=r)
+        self.overload_rejections = Counter(
+            "recops_overload_rejections",
+            "Requests answered 503 because the concurrency limit was reached.",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "recops_model_info", "The model version being served (value 1).", ["model", "version"], registry=r
+        )
+        self.model_ready = Gauge("recops_model_ready", "1 while a verified model is loaded, else 0.", registry=r)
+        self.model_loaded_timestamp = Gauge(
+            "recops_model_loaded_timestamp_seconds", "When the served model version was loaded.", registry=r
+        )
+        self.model_reloads = Counter(
+            "recops_model_reloads",
+            "Model load attempts by result (loaded; refused: failed verification; error: registry down...).",
+            ["result"],
+            registry=r,
+        )
+        self.model_refused = Gauge(
+            "recops_model_refused_info",
+            "A version that was refused (value 1) while the previous one keeps serving.",
+            ["model", "version", "reason"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "recops_fallback_recommendations",
+            "Recommendations served from the popularity fallback, by reason (UnknownUser, NoUser).",
+            ["reason"],
+            registry=r,
+        )
+        self.empty_results = Counter(
+            "recops_empty_recommendations",
+            "Recommendations with no items (filters removed every candidate).",
+            registry=r,
+        )
+        self.recommendations = Counter(
+            "recops_recommendations", "Recommendation lists returned (one per user).", registry=r
+        )
+        self.item_popularity = PopularityHistogram(POPULARITY_BUCKETS)
+        r.register(self.item_popularity)
+        self.payload_records = Counter(
+            "recops_payload_log_records",
+            "Sampled payload records by outcome (written, dropped).",
+            ["outcome"],
+            registry=r,
+        )
