@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("-n", "--namespace")
     status.add_argument("-A", "--all-namespaces", action="store_true")
     status.set_defaults(func=_status)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("demo", "lab"):
+        setattr(args, f"{args.command}_args", [*getattr(args, f"{args.command}_args"), *rest])
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.func(args))
 
 

@@ -173,9 +173,10 @@ def build_service_monitor(spec: RecommenderDeploymentSpec, owner: Owner) -> dict
 
 
 def alert_rules(spec: RecommenderDeploymentSpec, owner: Owner) -> list[dict[str, Any]]:
-    """Serving alerts, scoped to this deployment's pods by the `deployment` label the server exports."""
+    """Serving alerts on the model server's metrics, scoped to this deployment's Service."""
     mon = spec.monitoring
-    sel = f'deployment="{owner.namespace}/{owner.name}"'
+    # The ServiceMonitor's targets carry the namespace and service labels.
+    sel = f'namespace="{owner.namespace}",service="{service_name(spec, owner)}"'
     ann = {"runbook_url": "https://recops.dev/runbooks/serving"}
     return [
         {"alert": "RecopsServingLatencyHigh",
@@ -192,8 +193,8 @@ def alert_rules(spec: RecommenderDeploymentSpec, owner: Owner) -> list[dict[str,
          "annotations": {**ann, "summary": f"5xx rate of {owner.name} above {mon.error_rate_threshold_percent}%",
                          "description": "More requests than the threshold fail with a server error."}},
         {"alert": "RecopsServingFallbackRateHigh",
-         "expr": f"100 * sum(rate(recops_fallback_total{{{sel}}}[15m])) / "
-                 f"sum(rate(recops_requests_total{{{sel}}}[15m])) > {mon.fallback_rate_threshold_percent}",
+         "expr": f"100 * sum(rate(recops_fallback_recommendations_total{{{sel}}}[15m])) / "
+                 f"sum(rate(recops_recommendations_total{{{sel}}}[15m])) > {mon.fallback_rate_threshold_percent}",
          "for": "15m", "labels": {"severity": "warning"},
          "annotations": {**ann, "summary": f"cold-start fallbacks of {owner.name} above "
                                            f"{mon.fallback_rate_threshold_percent}%",

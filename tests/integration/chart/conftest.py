@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from chartrelease import Release
-from fixtures.kube import PROM_CRDS, Kubectl
-from unit.chart.chartlib import CHART
+
+sys.path.insert(0, str(Path(__file__).parent))
+from chartrelease import Release  # noqa: E402
+from fixtures.kube import PROM_CRDS, Kubectl  # noqa: E402
+from unit.chart.chartlib import CHART  # noqa: E402
 
 
 @pytest.fixture(scope="session")
