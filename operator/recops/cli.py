@@ -90,11 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("-n", "--namespace")
     status.add_argument("-A", "--all-namespaces", action="store_true")
     status.set_defaults(func=_status)
-    args, rest = parser.parse_known_args(argv)
-    if args.command in ("demo", "lab"):
-        setattr(args, f"{args.command}_args", [*getattr(args, f"{args.command}_args"), *rest])
-    elif rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("demo", "lab"):  # their own parsers take the rest of the line
+        return int(parser.parse_args(argv[:1]).func(argparse.Namespace(**{f"{argv[0]}_args": argv[1:]})))
+    args = parser.parse_args(argv)
     return int(args.func(args))
 
 

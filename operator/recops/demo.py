@@ -81,16 +81,17 @@ class Demo:
     def wait(self, what: str, done: Callable[[], Any], timeout: float | None = None) -> Any:
         """Poll `done` while showing the live table; fail with the table and the reason on timeout."""
         deadline = time.monotonic() + (timeout or self.timeout)
-        shown = ""
+        shown, shown_at = "", 0.0
         while time.monotonic() < deadline:
             result = done()
-            table = render(self.objects(), elapsed=self.timer.elapsed())
-            if table != shown:
-                say(table + "\n")
-                shown = table
+            objects = self.objects()
+            content = render(objects, now=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))  # ages left out
+            if content != shown or time.monotonic() - shown_at > 30 or result:
+                say(render(objects, elapsed=self.timer.elapsed()) + "\n")
+                shown, shown_at = content, time.monotonic()
             if result:
                 return result
-            time.sleep(3)
+            time.sleep(2)
         raise DemoError(f"timed out waiting for {what}; see the table above, `kubectl describe`, and the "
                         f"operator log {self.lab.state_dir}/logs/operator.log")
 
@@ -130,7 +131,7 @@ class Demo:
         ]
         self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
 
-    def seed(self) -> None:
+    def seed_data(self) -> None:
         header(f"2/7 Seeding {self.events:,} synthetic clickstream events into S3 and user profiles into PostgreSQL")
         self.secrets()
         import boto3
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = Demo(args.events, args.seed, args.timeout)
     try:
         demo.lab_up()
-        demo.seed()
+        demo.seed_data()
         demo.apply_examples()
         rd = demo.wait_for_serving()
         demo.recommendations(rd)
@@ -287,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         demo.alert_and_retraining()
         demo.next_steps()
     except Exception as exc:  # every failure ends with what failed and where to look
-        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        if os.environ.get("RECOPS_DEBUG"):
+            raise
+        print(f"\ndemo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
 

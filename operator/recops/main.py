@@ -37,6 +37,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
+    # The Kubernetes client logs whole response bodies (Secrets included) at DEBUG: never let it.
+    logging.getLogger("kubernetes").setLevel(logging.INFO)
+    logging.getLogger("urllib3").setLevel(logging.INFO)
     settings.posting.loggers = False  # logs are not Events; condition transitions are posted explicitly
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 
 from recops import kube, metrics, mlflow_rest
 from recops.api.base import Backend
-from recops.api.driftmonitor import DriftMonitorSpec
-from recops.api.featurepipeline import FeaturePipelineSpec
-from recops.api.recommenderdeployment import RecommenderDeploymentSpec
-from recops.api.trainingrun import TrainingRunSpec
+from recops.api.driftmonitor import DriftMonitorSpec, DriftMonitorStatus
+from recops.api.featurepipeline import FeaturePipelineSpec, FeaturePipelineStatus
+from recops.api.recommenderdeployment import RecommenderDeploymentSpec, RecommenderDeploymentStatus
+from recops.api.trainingrun import TrainingRunSpec, TrainingRunStatus
 from recops.backends.base import JobObservation, JobRequest, ServingRequest
 from recops.backends.kubernetes import KubernetesBackend
 from recops.backends.local import LocalBackend, MissingSecret
@@ -107,6 +107,9 @@ def write_status(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[st
     changes = status_patch(current, desired)
     if not changes:
         return
+    # Check the status against its schema here, inside the handler: a status the API server would refuse
+    # must fail loudly and be retried, not be lost in kopf's patching after the handler returned.
+    STATUS_MODELS[str(body["kind"])].model_validate({**current, **changes})
     patch.setdefault("status", {}).update(changes)
     ctx.written[uid] = {**current, **changes}
     for type_, old, new in transitions(current.get("conditions") or [], conditions):
@@ -259,12 +262,13 @@ def trainingrun(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str
             fields["snapshotUri"] = snapshot_uri
             fields["jobName"] = name
             backend_impl = ctx.kubernetes if spec.backend == Backend.KUBERNETES else ctx.local
+            pipeline_spec = (pipeline or {}).get("spec")
+            env, secrets = tr.snapshot_access(spec, pipeline_spec)
             try:
                 backend_impl.submit(JobRequest(
                     owner=owner, name=name, program=tr.PROGRAM, config=tr.job_config(spec, owner, snapshot_uri),
-                    image=spec.image, plain_env={"MLFLOW_TRACKING_URI": spec.mlflow.tracking_uri},
-                    secret_env=tuple(tr.secret_env(spec)),
-                    children=tuple(tr.build_children(spec, owner, snapshot_uri))))
+                    image=spec.image, plain_env=env, secret_env=tuple(secrets),
+                    children=tuple(tr.build_children(spec, owner, snapshot_uri, pipeline_spec))))
             except MissingSecret as exc:
                 refs = Verdict.fail("SecretNotFound", str(exc))
             obs = backend_impl.observe(owner, name)
@@ -474,12 +478,16 @@ def export_drift_metrics(owner: Owner, result: Mapping[str, Any]) -> None:
                                    method=str(feature.get("method"))).set(score)
 
 
+STATUS_MODELS = {"FeaturePipeline": FeaturePipelineStatus, "TrainingRun": TrainingRunStatus,
+                 "RecommenderDeployment": RecommenderDeploymentStatus, "DriftMonitor": DriftMonitorStatus}
+
 Reconciler = Callable[[Context, Mapping[str, Any], MutableMapping[str, Any]], None]
 
 
 def run(ctx: Context, plural: str, body: Mapping[str, Any], patch: MutableMapping[str, Any]) -> None:
     """One reconcile of one object, serialised per object."""
     kind = next(k for k, p in KIND_PLURALS.items() if p == plural)
+    ctx.logger.debug("Reconciling %s %s/%s.", kind, body["metadata"].get("namespace"), body["metadata"]["name"])
     with ctx.lock_for(body["metadata"]["uid"]):
         try:
             RECONCILERS[plural](ctx, body, patch)

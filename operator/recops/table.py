@@ -19,7 +19,7 @@ def _cond(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
 
 
 def _age(timestamp: str | None, now: dt.datetime) -> str:
-    if not timestamp:
+    if not timestamp or now.year < 2001:
         return ""
     seconds = int((now - dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
     if seconds < 120:

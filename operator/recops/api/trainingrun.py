@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from .featurepipeline import S3Connection
 from .base import (
     DECIMAL_PATTERN,
     ApiModel,
@@ -65,6 +66,8 @@ class SnapshotSelector(ApiModel):
                             pattern=r"^(s3://.+|/.+)$", max_length=2048)
     version: str | None = Field(None, description="Expected snapshot version (content digest), checked if set.",
                                 pattern=r"^[0-9a-f]{8,64}$")
+    s3: S3Connection | None = Field(None, description="S3 connection for `uri`; with featurePipelineRef the "
+                                    "pipeline's output connection is used.")
 
 
 class Evaluation(ApiModel):

@@ -181,7 +181,9 @@ def decide(observed: Observed) -> tuple[dict[str, Verdict], dict[str, Any]]:
         status.update({k: result[k] for k in ("samples", "score") if result.get(k) is not None})
         if result.get("checkedAt"):
             status["lastCheckTime"] = result["checkedAt"]
-        features = list(result.get("features") or [])
+        features = [{"name": str(f.get("name")), "method": str(f.get("method")), "score": str(f.get("score")),
+                     "threshold": str(f.get("threshold")), "drifted": bool(f.get("drifted"))}
+                    for f in result.get("features") or []]
         status["features"] = features
         status["driftedFeatures"] = ",".join(str(f["name"]) for f in features if f.get("drifted"))
         if result.get("reason") == "InsufficientData":

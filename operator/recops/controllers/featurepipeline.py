@@ -161,7 +161,9 @@ def decide(observed: Observed) -> tuple[dict[str, Verdict], dict[str, Any]]:
     result = observed.result
     quality = Verdict.unknown("NoRunYet", "no run has finished yet")
     if result is not None:
-        status["quality"] = list(result.get("quality") or [])
+        status["quality"] = [{"name": str(q.get("name")), "passed": bool(q.get("passed")),
+                              "observed": str(q.get("observed", "")), "threshold": str(q.get("threshold", ""))}
+                             for q in result.get("quality") or []]
         if result.get("ok"):
             status["latestSnapshot"] = {k: result[k] for k in ("version", "uri", "rows", "users", "items")
                                         if result.get(k) is not None}

@@ -17,6 +17,7 @@ from recops.controllers.common import (
     config_map,
     dns_name,
     job_pod_spec,
+    s3_env,
 )
 from recops.controllers.references import ObjectNeed, SecretNeed
 
@@ -69,6 +70,25 @@ def resolve_snapshot(spec: TrainingRunSpec, pipeline_status: Mapping[str, Any] |
 PROMOTION_POLICIES = {"Gated": "ifBetter", "Never": "never"}
 
 
+def snapshot_access(spec: TrainingRunSpec, pipeline_spec: Mapping[str, Any] | None
+                    ) -> tuple[dict[str, str], list[SecretEnv]]:
+    """S3 endpoint and credentials to read the snapshot: the pipeline's output connection, or the spec's own."""
+    if spec.snapshot.feature_pipeline_ref:
+        s3 = ((pipeline_spec or {}).get("output") or {}).get("s3") or {}
+        endpoint, region = s3.get("endpointUrl"), s3.get("region", "us-east-1")
+        secret = (s3.get("credentialsSecretRef") or {}).get("name")
+    else:
+        conn = spec.snapshot.s3
+        endpoint = conn.endpoint_url if conn else None
+        region = conn.region if conn else "us-east-1"
+        secret = conn.credentials_secret_ref.name if conn and conn.credentials_secret_ref else None
+    env = {"MLFLOW_TRACKING_URI": spec.mlflow.tracking_uri, **s3_env(endpoint, region)}
+    secrets = secret_env(spec)
+    if secret:
+        secrets += [SecretEnv(k, secret, k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    return env, secrets
+
+
 def job_config(spec: TrainingRunSpec, owner: Owner, snapshot_uri: str) -> dict[str, Any]:
     """The training job's own config (training/recops_training/config.py)."""
     snapshot: dict[str, Any] = {"uri": snapshot_uri}
@@ -87,12 +107,13 @@ def job_config(spec: TrainingRunSpec, owner: Owner, snapshot_uri: str) -> dict[s
     }
 
 
-def build_children(spec: TrainingRunSpec, owner: Owner, snapshot_uri: str) -> list[dict[str, Any]]:
+def build_children(spec: TrainingRunSpec, owner: Owner, snapshot_uri: str,
+                   pipeline_spec: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     config = job_config(spec, owner, snapshot_uri)
     cm_name = config_map_name(owner)
-    pod = job_pod_spec(image=spec.image, command=[PROGRAM, "run", "--config", CONFIG_FILE],
-                       plain_env={"MLFLOW_TRACKING_URI": spec.mlflow.tracking_uri},
-                       secret_env=secret_env(spec), config_map=cm_name, resource_spec=spec.resources)
+    env, secrets = snapshot_access(spec, pipeline_spec)
+    pod = job_pod_spec(image=spec.image, command=[PROGRAM, "run", "--config", CONFIG_FILE], plain_env=env,
+                       secret_env=secrets, config_map=cm_name, resource_spec=spec.resources)
     meta = child_meta(owner, job_name(owner), COMPONENT)
     job = {
         "apiVersion": "batch/v1",

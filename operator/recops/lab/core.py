@@ -23,9 +23,9 @@ from typing import Any
 from recops.lab.binaries import binary_paths, build
 from recops.lab.certs import ensure_pki
 from recops.lab.components import (
-    ALL_COMPONENTS,
     COMPONENTS,
     K8S_COMPONENTS,
+    START_ORDER,
     Ctx,
     Record,
     expand,
@@ -137,7 +137,7 @@ def info_from_state(state: Path, data: dict[str, Any]) -> LabInfo:
     recs: dict[str, Record] = data.get("components", {})
     info = LabInfo(
         state_dir=state,
-        components=[c for c in ALL_COMPONENTS if c in recs],
+        components=[c for c in START_ORDER if c in recs],
         bin_dir={k: Path(v) for k, v in data.get("bins", {}).items()},
     )
     if "kube-apiserver" in recs:
@@ -328,8 +328,8 @@ def down(
         data = load_state(state)
         records: dict[str, Record] = data.get("components", {})
         ctx = _ctx(state, records)
-        names = expand(components, with_deps=False) if components else list(ALL_COMPONENTS)
-        todo = [n for n in reversed(ALL_COMPONENTS) if n in names and n in records]
+        names = expand(components, with_deps=False) if components else list(START_ORDER)
+        todo = [n for n in reversed(START_ORDER) if n in names and n in records]
 
         def stop(name: str) -> None:
             t = time.monotonic()
@@ -359,7 +359,7 @@ def status(state_dir: Path | str | None = None) -> dict[str, dict[str, Any]]:
     records: dict[str, Record] = data.get("components", {})
     ctx = _ctx(state, records)
     out: dict[str, dict[str, Any]] = {}
-    for name in ALL_COMPONENTS:
+    for name in START_ORDER:
         rec = records.get(name)
         if not rec:
             continue

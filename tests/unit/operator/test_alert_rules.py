@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from recops.api import DriftMonitorSpec, RecommenderDeploymentSpec
 from recops.controllers import driftmonitor, recommenderdeployment
 from recops.controllers.common import Owner
