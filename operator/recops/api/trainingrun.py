@@ -9,7 +9,6 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from .featurepipeline import S3Connection
 from .base import (
     DECIMAL_PATTERN,
     ApiModel,
@@ -23,6 +22,7 @@ from .base import (
     StatusBase,
     cel,
 )
+from .featurepipeline import S3Connection
 
 # Names of offline metrics: `<metric>_at_<k>` plus catalogue-level metrics.
 # Names of offline metrics: `<metric>_at_<k>`, optionally `_repeat` (repeat purchases count as hits).
