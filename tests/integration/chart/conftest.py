@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from chartrelease import Release  # noqa: E402
-from fixtures.kube import PROM_CRDS, Kubectl  # noqa: E402
-from unit.chart.chartlib import CHART  # noqa: E402
+from chartrelease import Release
+from fixtures.kube import PROM_CRDS, Kubectl
+from unit.chart.chartlib import CHART
 
 
 @pytest.fixture(scope="session")
