@@ -75,7 +75,8 @@ class LocalBackend:
 
     # -- shared -------------------------------------------------------------------------------------------------
     def _dir(self, owner: Owner, name: str) -> Path:
-        return self.state_dir / owner.namespace / name
+        # Keyed by the owner's uid: a deleted and recreated object never inherits an old run.
+        return self.state_dir / owner.namespace / owner.uid / name
 
     def _env(self, owner: Owner, plain: Mapping[str, str], secrets: tuple[SecretEnv, ...]) -> dict[str, str]:
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}

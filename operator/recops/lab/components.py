@@ -720,7 +720,7 @@ def start_operator(ctx: Ctx, prev: Record | None) -> Record:
 
 def stop_operator(ctx: Ctx, rec: Record) -> None:
     """The operator's local-backend jobs and servers run in their own sessions: stop them too."""
-    for pid_file in Path(rec.get("runs", ctx.state / "runs")).glob("*/*/pid"):
+    for pid_file in Path(rec.get("runs", ctx.state / "runs")).rglob("pid"):
         try:
             pid = int(pid_file.read_text())
             os.killpg(pid, 15)
