@@ -95,6 +95,8 @@ def test_train_registers_promotes_and_reruns_idempotently(tmp_path, mlflow_serve
     import pandas as pd
 
     os.environ["MLFLOW_TRACKING_URI"] = mlflow_server
+    mlflow.set_tracking_uri(mlflow_server)  # process-global: another test module may have pointed it elsewhere
+    mlflow.set_registry_uri(mlflow_server)
     pm = mlflow.pyfunc.load_model(f"models:/{model}@champion")
     pred = pm.predict(pd.DataFrame({"user_id": ["u1", "nobody"]}), params={"k": 5})
     assert len(pred["item_ids"][0]) == 5 and bool(pred["fallback"][1]) is True
