@@ -280,6 +280,9 @@ def trainingrun(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str
                     fields["completedAt"] = obs.finished_at
     verdicts, decided = tr.decide(tr.Observed(backend=backend, references=refs, snapshot=snapshot,
                                               job_state=job_state, result=result, job_message=job_message))
+    run = decided.get("mlflowRun")
+    if run and run.get("experimentId") and not run.get("url"):
+        run["url"] = f"{spec.mlflow.tracking_uri.rstrip('/')}/#/experiments/{run['experimentId']}/runs/{run['runId']}"
     write_status(ctx, body, patch, verdicts, {**fields, **decided})
 
 
