@@ -25,6 +25,9 @@ def _conds(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Demo]:
+    from recops.lab import down, status
+
+    running_before = {name for name, row in status().items() if row.get("ready")}
     d = Demo(events=120_000, seed=11, timeout=420)
     d.lab_up()
     try:
@@ -32,9 +35,10 @@ def demo() -> Iterator[Demo]:
     finally:
         d.kubectl("delete", "-f", str(d_root() / "examples" / "full-loop"), "--wait=true", "--timeout=120s",
                   check=False)
-        from recops.lab import down
-
-        down(components=["operator"])
+        # Stop what this test started (the operator's local servers and jobs go with it), nothing else.
+        started = [name for name in status() if name not in running_before]
+        if started:
+            down(components=started)
 
 
 def d_root() -> Any:
