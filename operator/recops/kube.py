@@ -53,7 +53,10 @@ def has_kind(api_version: str, kind: str, ttl: float = 60.0) -> bool:
         _resource(api_version, kind)
         found = True
     except ResourceNotFoundError:
-        dynamic().resources.invalidate_cache() if hasattr(dynamic().resources, "invalidate_cache") else None
+        # Re-discover next time: the CRD (e.g. prometheus-operator's) may be installed later.
+        invalidate = getattr(dynamic().resources, "invalidate_cache", None)
+        if invalidate is not None:
+            invalidate()
         found = False
     _kind_cache[key] = (time.monotonic(), found)
     return found

@@ -7,7 +7,6 @@ referenced Secrets at start and passed only in the process environment.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from recops.backends.base import JobObservation, JobRequest, ServingObservation, ServingRequest
+from recops.conditions import now_rfc3339
 from recops.controllers.common import Owner, SecretEnv
 
 # Job and server programs, run with the operator's own interpreter.
@@ -40,9 +40,6 @@ SecretLookup = Callable[[str, str, str], str | None]
 class MissingSecret(Exception):
     pass
 
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _alive(pid: int) -> bool:
@@ -106,7 +103,7 @@ class LocalBackend:
                    "--result-file", str(run_dir / "result.json")]
         proc = subprocess.Popen(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        (run_dir / "started.json").write_text(json.dumps({"startedAt": _now(), "pid": proc.pid}))
+        (run_dir / "started.json").write_text(json.dumps({"startedAt": now_rfc3339(), "pid": proc.pid}))
         (run_dir / "pid").write_text(str(proc.pid))
 
     def observe(self, owner: Owner, name: str) -> JobObservation | None:
@@ -128,7 +125,7 @@ class LocalBackend:
         pid = int((run_dir / "pid").read_text())
         if _alive(pid):
             return JobObservation("Running", started.get("startedAt"), None, result)
-        return JobObservation("Failed", started.get("startedAt"), _now(), result,
+        return JobObservation("Failed", started.get("startedAt"), now_rfc3339(), result,
                               "the job process ended without recording an exit code (killed?)")
 
     def cancel(self, owner: Owner, name: str) -> None:
@@ -163,7 +160,7 @@ class LocalBackend:
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
         (run_dir / "pid").write_text(str(proc.pid))
         (run_dir / "serving.json").write_text(json.dumps({"pid": proc.pid, "port": port, "digest": digest,
-                                                          "startedAt": _now()}))
+                                                          "startedAt": now_rfc3339()}))
 
     @staticmethod
     def _serving_state(run_dir: Path) -> dict[str, Any] | None:

@@ -7,16 +7,13 @@ the operator how it ended even if the operator was down at the time.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+from recops.conditions import now_rfc3339
 
 
 def main(argv: list[str]) -> int:
@@ -25,7 +22,7 @@ def main(argv: list[str]) -> int:
     with open(run_dir / "log.txt", "ab") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
     tmp = run_dir / "exit.json.tmp"
-    tmp.write_text(json.dumps({"exitCode": code, "finishedAt": _now()}))
+    tmp.write_text(json.dumps({"exitCode": code, "finishedAt": now_rfc3339()}))
     os.replace(tmp, run_dir / "exit.json")
     return 0
 
