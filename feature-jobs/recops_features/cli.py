@@ -147,7 +147,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         drift=drift,
     )
     t0 = time.monotonic()
-    data = generate(spec)
+    data = generate(spec).between(
+        date.fromisoformat(args.emit_from) if args.emit_from else None,
+        date.fromisoformat(args.emit_until) if args.emit_until else None,
+    )
     log(
         "Generated synthetic clickstream",
         events=len(data.events),
@@ -204,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also load profiles into this PostgreSQL table (DSN from env RECOPS_POSTGRES_DSN)",
     )
     gen.add_argument("--profiles-mode", choices=["upsert", "replace"], default="upsert")
+    gen.add_argument(
+        "--emit-from", default=None, help="write only events on or after this day YYYY-MM-DD (the world is unchanged)"
+    )
+    gen.add_argument(
+        "--emit-until",
+        default=None,
+        help="write only events, items and users before this day YYYY-MM-DD; rerun the same spec with --emit-from "
+        "that day later to let time pass",
+    )
     drift = gen.add_argument_group("drift (applied from --drift-start on)")
     drift.add_argument("--drift-start", default=None, help="first drifted day YYYY-MM-DD")
     drift.add_argument(

@@ -142,6 +142,23 @@ class GeneratedData:
     profiles: pd.DataFrame
     """user_id, signup_date, country, age_band, segment (bots have no profile)."""
 
+    def between(self, since: date | None = None, until: date | None = None) -> GeneratedData:
+        """The part of this world visible in ``[since, until)``: its events, the items released and the users
+        signed up before ``until``. The same spec written in two slices (``until=d`` now, ``since=d`` later)
+        adds up to the whole: a demo or test can let time pass and drift begin without changing the world."""
+        ts_day = self.events["ts"].dt.date
+        keep = np.ones(len(self.events), bool)
+        if since is not None:
+            keep &= (ts_day >= since).to_numpy()
+        if until is None:
+            return GeneratedData(self.events[keep].reset_index(drop=True), self.items, self.profiles)
+        keep &= (ts_day < until).to_numpy()
+        return GeneratedData(
+            self.events[keep].reset_index(drop=True),
+            self.items[self.items["release_date"] < until].reset_index(drop=True),
+            self.profiles[self.profiles["signup_date"] < until].reset_index(drop=True),
+        )
+
     def summary(self) -> dict[str, Any]:
         ev = self.events
         return {

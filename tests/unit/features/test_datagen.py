@@ -119,3 +119,23 @@ def test_partitions_and_jsonl() -> None:
 def test_ten_million_sizes_are_resolved_sensibly() -> None:
     spec = GenerateSpec(events=10_000_000)
     assert spec.n_users == 250_000 and 10_000 < spec.n_items < 20_000
+
+
+def test_two_slices_of_one_world_add_up_to_the_whole() -> None:
+    """`between(until=d)` now and `between(since=d)` later: time passes, the world (catalogue, users, taste) and
+    the history already written stay the same, and no event is written twice or lost."""
+    spec = GenerateSpec(events=20_000, days=20, end_date=date(2026, 3, 21), seed=5,
+                        drift=DriftSpec(start=date(2026, 3, 14), category_shift=0.8, new_user_share=0.5))
+    whole = generate(spec)
+    cut = date(2026, 3, 14)
+    before, after = whole.between(until=cut), whole.between(since=cut)
+    assert len(before.events) + len(after.events) == len(whole.events)
+    assert set(before.events["event_id"]).isdisjoint(after.events["event_id"])
+    assert (before.events["ts"].dt.date < cut).all() and (after.events["ts"].dt.date >= cut).all()
+    # Only what existed before the cut is visible then; everything it shows is what the whole world has.
+    assert (before.items["release_date"] < cut).all() and len(before.items) < len(whole.items)
+    assert (before.profiles["signup_date"] < cut).all() and len(before.profiles) < len(whole.profiles)
+    pd.testing.assert_frame_equal(before.items, whole.items[whole.items["release_date"] < cut].reset_index(drop=True))
+    assert set(before.events["item_id"]) <= set(before.items["item_id"])
+    profiled = set(before.profiles["user_id"])
+    assert set(before.events["user_id"]) <= profiled
