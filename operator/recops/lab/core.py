@@ -242,28 +242,38 @@ def up(
                         fail(name, exc)
                 time.sleep(0.2)
 
-        for name in names:
-            comp = COMPONENTS[name]
-            prev = records.get(name)
-            dep_restarted = any(d in restarted for d in comp.deps)
-            if prev and not dep_restarted and comp.ready(ctx, prev):
-                progress(f"[lab] {name}: already running (pid {prev.get('pid')}), reused")
-                continue
-            if prev:
-                _stop_one(ctx, name, prev)
-            wait_ready(list(comp.deps))
-            started = time.monotonic()
-            try:
-                rec = comp.start(ctx, prev)
-            except LabError as exc:
+        try:
+            for name in names:
+                comp = COMPONENTS[name]
+                prev = records.get(name)
+                dep_restarted = any(d in restarted for d in comp.deps)
+                if prev and not dep_restarted and comp.ready(ctx, prev):
+                    progress(f"[lab] {name}: already running (pid {prev.get('pid')}), reused")
+                    continue
+                if prev:
+                    _stop_one(ctx, name, prev)
+                wait_ready(list(comp.deps))
+                started = time.monotonic()
+                try:
+                    rec = comp.start(ctx, prev)
+                except LabError as exc:
+                    save_state(state, data)
+                    raise LabError(f"lab component {name} failed to start: {exc}{_fix_hint(name)}") from exc
+                records[name] = rec
+                restarted.add(name)
+                pending[name] = started
                 save_state(state, data)
-                raise LabError(f"lab component {name} failed to start: {exc}{_fix_hint(name)}") from exc
-            records[name] = rec
-            restarted.add(name)
-            pending[name] = started
+                progress(f"[lab] {name}: starting (pid {rec.get('pid') or rec.get('starter_pid')})")
+            wait_ready(names)
+        except LabError:
+            # All or nothing: a failed `up` leaves none of the processes it started behind.
+            undo = [n for n in reversed(START_ORDER) if n in restarted and n in records]
+            for name in undo:
+                _stop_one(ctx, name, records.pop(name))
             save_state(state, data)
-            progress(f"[lab] {name}: starting (pid {rec.get('pid') or rec.get('starter_pid')})")
-        wait_ready(names)
+            if undo:
+                progress(f"[lab] stopped what this start had started: {', '.join(undo)}")
+            raise
         info = info_from_state(state, data)
         info.timings = {**timings, "total": time.monotonic() - t0}
         data.setdefault("timings", {}).update(info.timings)
