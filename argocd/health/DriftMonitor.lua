@@ -1,8 +1,9 @@
+-- Generated from argocd/health.lua.in by gen_cm_patch.py: edit the template, not this file.
 -- Argo CD health check for recops.dev/DriftMonitor (installed as
 -- resource.customizations.health.recops.dev_DriftMonitor by argocd-cm-patch.yaml; tested with lupa in
 -- tests/unit/chart/test_argocd_health.py against objects captured from the operator).
 -- Ready summarises the object: True -> Healthy, False -> Degraded, Unknown -> Progressing.
--- DriftDetected=True is not a failure: the monitor stays Healthy with a message.
+-- DriftDetected=True (a DriftMonitor's finding) is not a failure: the object stays Healthy and says so.
 local hs = {}
 if obj.status == nil or obj.status.conditions == nil then
   hs.status = "Progressing"

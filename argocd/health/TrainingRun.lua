@@ -1,7 +1,9 @@
+-- Generated from argocd/health.lua.in by gen_cm_patch.py: edit the template, not this file.
 -- Argo CD health check for recops.dev/TrainingRun (installed as
 -- resource.customizations.health.recops.dev_TrainingRun by argocd-cm-patch.yaml; tested with lupa in
 -- tests/unit/chart/test_argocd_health.py against objects captured from the operator).
 -- Succeeded summarises the object: True -> Healthy, False -> Degraded, Unknown -> Progressing.
+-- DriftDetected=True (a DriftMonitor's finding) is not a failure: the object stays Healthy and says so.
 local hs = {}
 if obj.status == nil or obj.status.conditions == nil then
   hs.status = "Progressing"
@@ -32,6 +34,10 @@ end
 local message = (summary.reason or "") .. ": " .. (summary.message or "")
 if summary.status == "True" then
   hs.status = "Healthy"
+  -- Drift is what the monitor is for, not a fault of the monitor: it stays Healthy and says so.
+  if drift ~= nil and drift.status == "True" then
+    message = "Drift detected (" .. (drift.reason or "") .. "): " .. (drift.message or "")
+  end
 elseif summary.status == "False" then
   hs.status = "Degraded"
 else
