@@ -11,8 +11,9 @@ from typing import Any
 
 import kopf
 
-from recops import kube, reconcile
+from recops import kube, reconcile, tuning
 from recops.api import FINALIZER, GROUP, VERSION
+from recops.backends import aws
 from recops.backends.kubernetes import KubernetesBackend
 from recops.backends.local import LocalBackend
 from recops.config import load
@@ -26,9 +27,10 @@ def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) 
     kopf.event(dict(body), type=type_, reason=reason, message=message)  # type: ignore[arg-type]
 
 
+ECS, SAGEMAKER = aws.backends(CONFIG)
 CTX = reconcile.Context(config=CONFIG, kubernetes=KubernetesBackend(),
                         local=LocalBackend(CONFIG.local_state_dir, kube.secret_value),
-                        post_event=_post_event, logger=log)
+                        post_event=_post_event, logger=log, ecs=ECS, sagemaker=SAGEMAKER)
 
 
 @kopf.on.startup()
@@ -45,9 +47,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
     settings.execution.max_workers = 8
+    tuning.apply(settings, CONFIG)
     if CONFIG.metrics_port:
         start_metrics_server(CONFIG.metrics_port)
     log.info("Started the Recops operator with backends %s.", ",".join(sorted(CONFIG.enabled_backends)))
+    for name in sorted(CONFIG.enabled_backends):
+        if missing := CONFIG.missing_settings(name):
+            log.warning("The %s backend is enabled but not configured: set %s.", name, ", ".join(missing))
 
 
 @kopf.on.probe(id="ready")

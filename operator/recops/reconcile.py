@@ -22,7 +22,15 @@ from recops.api.driftmonitor import DriftMonitorSpec, DriftMonitorStatus
 from recops.api.featurepipeline import FeaturePipelineSpec, FeaturePipelineStatus
 from recops.api.recommenderdeployment import RecommenderDeploymentSpec, RecommenderDeploymentStatus
 from recops.api.trainingrun import TrainingRunSpec, TrainingRunStatus
-from recops.backends.base import JobObservation, JobRequest, ServingRequest
+from recops.backends.aws import EcsBackend, SageMakerBackend
+from recops.backends.base import (
+    BackendUnavailable,
+    BatchBackend,
+    JobObservation,
+    JobRequest,
+    ServingBackend,
+    ServingRequest,
+)
 from recops.backends.kubernetes import KubernetesBackend
 from recops.backends.local import LocalBackend, MissingSecret
 from recops.conditions import Verdict, apply_verdicts, now_rfc3339, status_patch, transitions
@@ -51,6 +59,8 @@ class Context:
     local: LocalBackend
     post_event: EventPoster
     logger: logging.Logger
+    ecs: EcsBackend | None = None
+    sagemaker: SageMakerBackend | None = None
     # kopf runs change handlers and timers for one object concurrently: one lock per object serialises
     # them, and the status last written stands in for the (possibly older) body the second one was given.
     locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -72,10 +82,24 @@ class Context:
                                 f"spec.backend: {backend!r} is not enabled in this operator (enabled: "
                                 f"{', '.join(sorted(self.config.enabled_backends))}); choose one of those or "
                                 f"enable it with RECOPS_BACKENDS")
-        if backend in (Backend.ECS, Backend.SAGEMAKER):
-            return Verdict.fail("BackendUnavailable", f"spec.backend: the {backend} backend is not available in "
-                                "this version of the operator yet; use kubernetes or local")
+        missing = self.config.missing_settings(backend)
+        if missing:
+            return Verdict.fail("BackendUnavailable", f"spec.backend: the {backend} backend is enabled but not "
+                                f"configured: set {', '.join(missing)} in the operator's environment (docs/AWS.md)")
         return Verdict.ok("BackendAvailable", f"backend {backend} is available")
+
+    def backend_for(self, name: str) -> Any:
+        found = {Backend.KUBERNETES: self.kubernetes, Backend.LOCAL: self.local, Backend.ECS: self.ecs,
+                 Backend.SAGEMAKER: self.sagemaker}.get(name)  # type: ignore[call-overload]
+        if found is None:
+            raise BackendUnavailable(f"spec.backend: {name!r} is not enabled in this operator (RECOPS_BACKENDS)")
+        return found
+
+    def batch_backend(self, name: str) -> BatchBackend:
+        return self.backend_for(name)  # type: ignore[no-any-return]
+
+    def serving_backend(self, name: str) -> ServingBackend:
+        return self.backend_for(name)  # type: ignore[no-any-return]
 
 
 # -- shared edges ---------------------------------------------------------------------------------------------------
@@ -187,28 +211,36 @@ def featurepipeline(ctx: Context, body: Mapping[str, Any], patch: MutableMapping
                 last_obs = (newest["metadata"]["name"], ctx.kubernetes.observe_job(newest))
         else:
             children_ready = True
-            last_name = (status.get("lastRun") or {}).get("name")
-            running = last_name and (obs := ctx.local.observe(owner, last_name)) and obs.state == "Running"
-            name = None
-            if request_token and request_token != status.get("lastRunRequest"):
-                name = request_run_name(run_base, request_token)
-                extra["lastRunRequest"] = request_token
-            elif not running:
-                created = _utc(body["metadata"]["creationTimestamp"])
-                name = due_run_name(run_base, spec.schedule, dt.datetime.now(dt.UTC), created,
-                                    status.get("lastScheduledRun"), spec.suspend)
-                if name:
-                    extra["lastScheduledRun"] = name
-            if name and not (running and spec.concurrency_policy == "Forbid"):
-                try:
-                    ctx.local.submit(JobRequest(owner=owner, name=name, program=fp.PROGRAM,
-                                                config=fp.job_config(spec, owner), image=spec.image,
-                                                plain_env=fp.plain_env(spec), secret_env=tuple(fp.secret_env(spec))))
-                    last_name = name
-                except MissingSecret as exc:
-                    refs = Verdict.fail("SecretNotFound", str(exc))
-            if last_name and (obs := ctx.local.observe(owner, last_name)):
-                last_obs = (last_name, obs)
+            try:
+                impl = ctx.batch_backend(spec.backend)
+                last_name = (status.get("lastRun") or {}).get("name")
+                running = bool(last_name and (obs := impl.observe(owner, last_name)) and
+                               obs.state in ("Pending", "Running"))
+                name, marks = None, {}
+                if request_token and request_token != status.get("lastRunRequest"):
+                    name, marks = request_run_name(run_base, request_token), {"lastRunRequest": request_token}
+                elif not running:
+                    created = _utc(body["metadata"]["creationTimestamp"])
+                    name = due_run_name(run_base, spec.schedule, dt.datetime.now(dt.UTC), created,
+                                        status.get("lastScheduledRun"), spec.suspend)
+                    marks = {"lastScheduledRun": name} if name else {}
+                if name and not (running and spec.concurrency_policy == "Forbid"):
+                    try:
+                        impl.submit(JobRequest(owner=owner, name=name, program=fp.PROGRAM,
+                                               config=fp.job_config(spec, owner), image=spec.image,
+                                               plain_env=fp.plain_env(spec), secret_env=tuple(fp.secret_env(spec)),
+                                               resources=spec.resources,
+                                               deadline_seconds=spec.active_deadline_seconds))
+                        last_name = name
+                        extra.update(marks)  # recorded once submitted: a refused submit is tried again
+                    except MissingSecret as exc:
+                        refs = Verdict.fail("SecretNotFound", str(exc))
+                elif name:
+                    extra.update(marks)  # skipped (Forbid while running): that slot is done
+                if last_name and (obs := impl.observe(owner, last_name)):
+                    last_obs = (last_name, obs)
+            except BackendUnavailable as exc:
+                backend = Verdict.fail("BackendUnavailable", str(exc))
     last_run = _run_record(*last_obs) if last_obs else None
     result = last_obs[1].result if last_obs and last_obs[1].state in ("Succeeded", "Failed") else None
     verdicts, fields = fp.decide(fp.Observed(backend=backend, references=refs, children_ready=children_ready,
@@ -261,17 +293,22 @@ def trainingrun(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str
         if snapshot.is_true and snapshot_uri:
             fields["snapshotUri"] = snapshot_uri
             fields["jobName"] = name
-            backend_impl = ctx.kubernetes if spec.backend == Backend.KUBERNETES else ctx.local
             pipeline_spec = (pipeline or {}).get("spec")
             env, secrets = tr.snapshot_access(spec, pipeline_spec)
+            obs = None
             try:
-                backend_impl.submit(JobRequest(
-                    owner=owner, name=name, program=tr.PROGRAM, config=tr.job_config(spec, owner, snapshot_uri),
-                    image=spec.image, plain_env=env, secret_env=tuple(secrets),
-                    children=tuple(tr.build_children(spec, owner, snapshot_uri, pipeline_spec))))
-            except MissingSecret as exc:
-                refs = Verdict.fail("SecretNotFound", str(exc))
-            obs = backend_impl.observe(owner, name)
+                backend_impl = ctx.batch_backend(spec.backend)
+                try:
+                    backend_impl.submit(JobRequest(
+                        owner=owner, name=name, program=tr.PROGRAM, config=tr.job_config(spec, owner, snapshot_uri),
+                        image=spec.image, plain_env=env, secret_env=tuple(secrets),
+                        children=tuple(tr.build_children(spec, owner, snapshot_uri, pipeline_spec)),
+                        resources=spec.resources, deadline_seconds=spec.active_deadline_seconds))
+                except MissingSecret as exc:
+                    refs = Verdict.fail("SecretNotFound", str(exc))
+                obs = backend_impl.observe(owner, name)
+            except BackendUnavailable as exc:
+                backend = Verdict.fail("BackendUnavailable", str(exc))
             if obs:
                 job_state, result, job_message = obs.state, obs.result, obs.message
                 if obs.started_at:
@@ -339,13 +376,22 @@ def recommenderdeployment(ctx: Context, body: Mapping[str, Any], patch: MutableM
                                        "model_loaded": obs.ready_replicas >= 1})
         else:
             replicas = spec.replicas if spec.autoscaling is None else spec.autoscaling.min_replicas
+            if spec.backend == Backend.LOCAL:
+                replicas = min(replicas, 1)  # one local process at most
             try:
-                ctx.local.apply(ServingRequest(owner=owner, name=f"serve-{owner.name}", env=env,
-                                               secret_env=tuple(rd.secret_env(spec)), replicas=min(replicas, 1),
-                                               port=spec.port))
-            except MissingSecret as exc:
-                refs = Verdict.fail("SecretNotFound", str(exc))
-            obs = ctx.local.observe_serving(owner, f"serve-{owner.name}", desired_replicas=min(replicas, 1))
+                impl = ctx.serving_backend(spec.backend)
+                try:
+                    impl.apply(ServingRequest(owner=owner, name=f"serve-{owner.name}", env=env,
+                                              secret_env=tuple(rd.secret_env(spec)), replicas=replicas,
+                                              port=spec.port, image=spec.image, resources=spec.resources,
+                                              version=desired_version))
+                except MissingSecret as exc:
+                    refs = Verdict.fail("SecretNotFound", str(exc))
+                except BackendUnavailable as exc:  # still observe: what runs keeps serving
+                    backend = Verdict.fail("BackendUnavailable", str(exc))
+                obs = impl.observe_serving(owner, f"serve-{owner.name}", desired_replicas=replicas)
+            except BackendUnavailable as exc:
+                backend = Verdict.fail("BackendUnavailable", str(exc))
     if obs is not None:
         if obs.model_loaded:
             model = Verdict.ok("ModelVerified", f"serving version {obs.served_version or desired_version}")
@@ -400,7 +446,7 @@ def driftmonitor(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[st
             name, extra = _due_check(spec, owner, body, status)
             fields.update(extra)
             last = status.get("lastCheck")
-            backend_impl = ctx.kubernetes if spec.backend == Backend.KUBERNETES else ctx.local
+            backend_impl = ctx.batch_backend(spec.backend)
             if name:
                 env, secrets = dm.check_env(target)
                 try:
@@ -509,18 +555,28 @@ RECONCILERS: dict[str, Reconciler] = {
 
 
 def cleanup(ctx: Context, plural: str, body: Mapping[str, Any]) -> None:
-    """On delete: stop local processes; cluster children go with their owner references."""
+    """On delete: stop local processes and remove AWS resources; cluster children go with their owner references.
+
+    A failing AWS call raises, so kopf retries and the finalizer stays until the cleanup is done.
+    """
     kind = next(k for k, p in KIND_PLURALS.items() if p == plural)
     owner = Owner.from_body(kind, body)
     ctx.forget(owner.uid)
-    spec = body.get("spec") or {}
-    if spec.get("backend") != Backend.LOCAL:
+    backend = (body.get("spec") or {}).get("backend") or Backend.KUBERNETES
+    if backend == Backend.KUBERNETES:
         return
+    if not ctx.backend_verdict(backend).is_true:  # this operator cannot have started anything there
+        ctx.logger.warning("Skipped the %s cleanup of %s %s/%s: the backend is not enabled or not configured in this "
+                           "operator.", backend, kind, owner.namespace, owner.name)
+        return
+    impl = ctx.backend_for(backend)
     if plural == "recommenderdeployments":
-        ctx.local.delete(owner, f"serve-{owner.name}")
-    elif plural == "trainingruns":
-        ctx.local.cancel(owner, tr.job_name(owner))
+        impl.delete(owner, f"serve-{owner.name}")
+        return
+    if plural == "trainingruns":
+        impl.cancel(owner, tr.job_name(owner))
     elif plural == "featurepipelines":
         last = ((body.get("status") or {}).get("lastRun") or {}).get("name")
         if last:
-            ctx.local.cancel(owner, last)
+            impl.cancel(owner, last)
+    impl.release(owner)

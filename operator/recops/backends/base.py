@@ -12,11 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from recops.api.base import ResourceRequirements
 from recops.controllers.common import Owner, SecretEnv
 
 
 class BackendUnavailable(Exception):
-    """This backend cannot be used by this operator (not enabled, no credentials, no cluster)."""
+    """This backend cannot do it now: not enabled or not configured here, or its platform refused or failed the
+    call. The message names the setting, field or platform error; reconcile reports it as the condition reason
+    `BackendUnavailable` and tries again on the next resync."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class JobRequest:
     plain_env: Mapping[str, str] = field(default_factory=dict)
     secret_env: tuple[SecretEnv, ...] = ()
     children: tuple[Mapping[str, Any], ...] = ()  # kubernetes: the ConfigMap + Job manifests
+    resources: ResourceRequirements | None = None  # ecs: sizes the Fargate task
+    deadline_seconds: int | None = None  # ecs, sagemaker: stop the run after this long
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class ServingRequest:
     replicas: int = 1
     port: int = 8080
     children: tuple[Mapping[str, Any], ...] = ()
+    image: str = ""  # ecs, sagemaker: the server image
+    resources: ResourceRequirements | None = None  # ecs: sizes the Fargate task
+    version: str | None = None  # ecs, sagemaker: the model version to pin (a new version rolls out)
 
 
 @dataclass(frozen=True)
@@ -76,13 +84,16 @@ class BatchBackend(Protocol):
 
     def cancel(self, owner: Owner, name: str) -> None: ...
 
+    def release(self, owner: Owner) -> None:
+        """On delete of the owner: remove what the backend keeps for it (task definitions, result objects)."""
+
 
 class ServingBackend(Protocol):
     name: str
 
     def apply(self, request: ServingRequest) -> None: ...
 
-    def observe_serving(self, owner: Owner, name: str) -> ServingObservation | None: ...
+    def observe_serving(self, owner: Owner, name: str, desired_replicas: int = 1) -> ServingObservation | None: ...
 
     def delete(self, owner: Owner, name: str) -> None: ...
 

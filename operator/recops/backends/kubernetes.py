@@ -58,11 +58,14 @@ class KubernetesBackend:
     def cancel(self, owner: Owner, name: str) -> None:
         kube.delete("batch/v1", "Job", owner.namespace, name)
 
+    def release(self, owner: Owner) -> None:
+        """Nothing to do: children carry owner references and go with their owner."""
+
     def apply(self, request: ServingRequest) -> None:
         for child in request.children:
             kube.apply(child)
 
-    def observe_serving(self, owner: Owner, name: str) -> ServingObservation | None:
+    def observe_serving(self, owner: Owner, name: str, desired_replicas: int = 1) -> ServingObservation | None:
         deployment = kube.get("apps/v1", "Deployment", owner.namespace, name)
         if deployment is None:
             return None

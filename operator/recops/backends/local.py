@@ -131,6 +131,9 @@ class LocalBackend:
     def cancel(self, owner: Owner, name: str) -> None:
         self._kill(self._dir(owner, name))
 
+    def release(self, owner: Owner) -> None:
+        """Nothing to do: run directories stay as the record of what ran (keyed by the owner's uid)."""
+
     @staticmethod
     def _kill(run_dir: Path) -> None:
         pid_file = run_dir / "pid"
