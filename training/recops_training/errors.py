@@ -35,3 +35,10 @@ class DependencyUnavailable(TrainingError):
 
     exit_code = 4
     reason = "DependencyUnavailable"
+
+
+class ChampionUnavailable(TrainingError):
+    """The current champion version could not be loaded to be scored (the gate refuses, exit 3)."""
+
+    exit_code = 3
+    reason = "ChampionUnavailable"

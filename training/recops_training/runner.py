@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,18 +29,26 @@ from . import __version__
 from .algorithms import Recommender, build
 from .config import TrainConfig
 from .data import Snapshot, full_data, item_categories, load_snapshot, temporal_holdout
-from .errors import DependencyUnavailable, GateRefused, TrainingError
+from .errors import DependencyUnavailable, GateRefused, InvalidInput, TrainingError
 from .evaluation import Holdout, evaluate
 from .logs import log
+from .promotion import (
+    ChampionScore,
+    decide_promotion,
+    is_repeat_variant,
+    metric_k,
+    same_holdout,
+    score_champion,
+)
 from .tracking import (
     RUN_KEY_TAG,
     champion_version,
     check_reachable,
-    decide_promotion,
     ensure_experiment,
     find_run,
     find_versions,
     is_connection_error,
+    load_model_version,
 )
 
 MODEL_ARTIFACT = "model"
@@ -87,8 +96,8 @@ def _fmt(v: float) -> str:
 
 def result_metrics(metrics: dict[str, float], metric: str, prefix: str = "") -> dict[str, str]:
     """The compact subset that goes into the result (all metrics are in MLflow)."""
-    k = metric.split("_at_")[1].split("_")[0]
-    suffix = "_repeat" if metric.endswith("_repeat") else ""
+    k = metric_k(metric)
+    suffix = "_repeat" if is_repeat_variant(metric) else ""
     keys = [f"{m}_at_{k}{suffix}" for m in RESULT_METRICS]
     if metric not in keys:
         keys.insert(0, metric)
@@ -252,7 +261,12 @@ def _train_and_log(cfg: TrainConfig, mlflow: Any, run_id: str, snap: Snapshot, t
         mlflow.set_tag("recops.modelUri", info.model_uri)
     mlflow.set_tag("recops.stage", "modelLogged")
     log("Logged the model", kind=rec_model.kind, users=rec_model.n_users, items=rec_model.n_items)
-    return {"metrics": metrics, "baseline": baseline_metrics, "model_uri": getattr(info, "model_uri", None)}
+    return {
+        "metrics": metrics,
+        "baseline": baseline_metrics,
+        "model_uri": getattr(info, "model_uri", None),
+        "holdout": holdout,
+    }
 
 
 def _metrics_from_run(run: Any) -> tuple[dict[str, float], dict[str, float]]:
@@ -307,6 +321,7 @@ def run_training(cfg: TrainConfig) -> Outcome:
         run = find_run(client, exp_id, cfg.run_key)
         reused = False
         version: str | None = None
+        holdout: Holdout | None = None
         if run is not None:
             run_id = run.info.run_id
             versions = find_versions(client, name, run_id)
@@ -358,10 +373,12 @@ def run_training(cfg: TrainConfig) -> Outcome:
                 version = _register(client, mlflow, cfg, run_id, out["model_uri"])
                 mlflow.set_tag("recops.stage", "registered")
                 mlflow.set_tag("recops.modelVersion", version)
-                metrics, baseline = out["metrics"], out["baseline"]
+                metrics, baseline, holdout = out["metrics"], out["baseline"], out["holdout"]
             log("Registered the model version", model=name, version=version)
         result.update({"runId": run_id, "modelVersion": version, "snapshotVersion": snapshot_version, "reused": reused})
-        return _promote(cfg, client, run_id, version, metrics, baseline, result)
+        return _promote(
+            cfg, client, run_id, version, metrics, baseline, result, _holdout_source(cfg, holdout, snapshot_version)
+        )
     except MlflowException as exc:
         if is_connection_error(exc):
             raise DependencyUnavailable(
@@ -378,6 +395,89 @@ def run_training(cfg: TrainConfig) -> Outcome:
         raise
 
 
+CHAMPION_VERSION_TAG = "recops.champion.version"
+CHAMPION_BASIS_TAG = "recops.champion.basis"
+OVERLAP_METRIC = "champion_holdout_overlap"
+
+
+def _holdout_source(cfg: TrainConfig, holdout: Holdout | None, snapshot_version: str) -> Callable[[], Holdout]:
+    """The run's holdout: the one just evaluated, or (a rerun that skipped training) rebuilt from the
+    snapshot version the run trained on."""
+
+    def get() -> Holdout:
+        if holdout is not None:
+            return holdout
+        snap = load_snapshot(cfg.snapshot.uri, snapshot_version or None)
+        return temporal_holdout(snap, cfg.evaluation.holdout_days, cfg.algorithm.weighting)
+
+    return get
+
+
+def _run_or_none(client: Any, run_id: str | None) -> Any | None:
+    """The run, or None when it was deleted (a connection error propagates)."""
+    if not run_id:
+        return None
+    try:
+        return client.get_run(run_id)
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise
+        return None
+
+
+def _champion_on_holdout(
+    cfg: TrainConfig, client: Any, run_id: str, champ: Any, get_holdout: Callable[[], Holdout]
+) -> ChampionScore:
+    """The champion's metric on this run's holdout (see ``promotion``): logged by an earlier attempt of
+    this run for the same champion version, its own run's metric when that run evaluated this very
+    holdout, or re-scored from the registered version."""
+    metric, version = cfg.promotion.metric, str(champ.version)
+    run = client.get_run(run_id)
+    if run.data.tags.get(CHAMPION_VERSION_TAG) == version and f"champion_{metric}" in run.data.metrics:
+        return ChampionScore(
+            version,
+            value=float(run.data.metrics[f"champion_{metric}"]),
+            basis=run.data.tags.get(CHAMPION_BASIS_TAG, "rescored"),
+            overlap=run.data.metrics.get(OVERLAP_METRIC),
+        )
+    champ_run = _run_or_none(client, champ.run_id)
+    if (
+        champ_run is not None
+        and metric in champ_run.data.metrics
+        and same_holdout(champ_run.data.params, run.data.params)
+    ):
+        score = ChampionScore(version, value=float(champ_run.data.metrics[metric]), basis="sameHoldout")
+    else:
+        try:
+            holdout = get_holdout()
+        except InvalidInput as exc:
+            return ChampionScore(version, problem="HoldoutUnavailable", detail=exc.message)
+        name = cfg.mlflow.registered_model_name
+        with tempfile.TemporaryDirectory(prefix="recops-champion-") as tmp:
+            score = score_champion(
+                version,
+                lambda: load_model_version(name, version, Path(tmp)),
+                holdout,
+                metric,
+                cfg.evaluation.max_users,
+                cfg.seed,
+            )
+    client.set_tag(run_id, CHAMPION_VERSION_TAG, version)
+    client.set_tag(run_id, CHAMPION_BASIS_TAG, score.basis)
+    if score.problem:
+        client.set_tag(run_id, "recops.champion.problem", f"{score.problem}: {score.detail}"[:4000])
+        log(
+            "Could not score the champion", level="warning", version=version, reason=score.problem, message=score.detail
+        )
+        return score
+    assert score.value is not None
+    client.log_metric(run_id, f"champion_{metric}", score.value)
+    if score.overlap is not None:
+        client.log_metric(run_id, OVERLAP_METRIC, score.overlap)
+    log("Scored the champion on this holdout", version=version, basis=score.basis, value=round(score.value, 5))
+    return score
+
+
 def _promote(
     cfg: TrainConfig,
     client: Any,
@@ -386,6 +486,7 @@ def _promote(
     metrics: dict[str, float],
     baseline: dict[str, float],
     result: dict[str, Any],
+    get_holdout: Callable[[], Holdout],
 ) -> Outcome:
     p = cfg.promotion
     metric = p.metric
@@ -395,15 +496,11 @@ def _promote(
             f"run {run_id} has no metric {metric!r} logged; cannot decide promotion", reason="MetricMissing"
         )
     champ = champion_version(client, name, p.alias)
-    champion: dict[str, Any] | None = None
+    champion: ChampionScore | None = None
     if champ is not None:
-        value = None
-        try:
-            champ_run = client.get_run(champ.run_id) if champ.run_id else None
-            value = champ_run.data.metrics.get(metric) if champ_run else None
-        except Exception:
-            value = None
-        champion = {"version": str(champ.version), "value": value}
+        champion = ChampionScore(str(champ.version))
+        if p.policy == "ifBetter" and champion.version != str(version):
+            champion = _champion_on_holdout(cfg, client, run_id, champ, get_holdout)
     margin, relative = p.margin_value()
     promote, reason, sentence = decide_promotion(
         policy=p.policy,
@@ -428,7 +525,10 @@ def _promote(
             "promotionReason": sentence,
             "promotionDecision": reason,
             "alias": p.alias,
-            "championVersion": champion["version"] if champion else None,
+            "championVersion": champion.version if champion else None,
+            "champion": champion.to_result(metric)
+            if champion and (champion.value is not None or champion.problem)
+            else None,
         }
     )
     if promote or p.policy == "never":

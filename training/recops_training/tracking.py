@@ -1,4 +1,4 @@
-"""MLflow helpers: reachability, experiment, idempotent run/version lookup, promotion decision."""
+"""MLflow helpers: reachability, experiment, idempotent run/version lookup, loading a registered version."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from .errors import DependencyUnavailable
+from .errors import ChampionUnavailable, DependencyUnavailable
 
 RUN_KEY_TAG = "recops.runKey"
 _CONN_HINTS = (
@@ -141,58 +140,49 @@ def champion_version(client: Any, model_name: str, alias: str) -> Any | None:
         raise
 
 
-def decide_promotion(
-    *,
-    policy: str,
-    metric: str,
-    value: float,
-    baseline_value: float,
-    champion: Mapping[str, Any] | None,
-    margin: Decimal,
-    relative: bool,
-    this_version: str,
-) -> tuple[bool, str, str]:
-    """(promote, CamelCase reason, sentence). ``champion``: {version, value (float|None), snapshotVersion}."""
-    if champion is not None and str(champion.get("version")) == str(this_version):
-        return True, "AlreadyChampion", f"version {this_version} already holds the alias (rerun)"
-    if policy == "never":
-        return False, "PolicyNever", "promotion.policy is 'never': the version was registered, the alias was left alone"
-    if policy == "always":
-        return True, "PolicyAlways", "promotion.policy is 'always': the alias was moved without comparison"
-    if not value > baseline_value:
-        return (
-            False,
-            "WorseThanBaseline",
-            f"{metric} {value:.4f} does not beat the popularity baseline {baseline_value:.4f}",
+def load_mlflow_model_dir(local: Path) -> Any:
+    """The ``recops_model.RecModel`` inside a downloaded MLflow model directory, read as the model server
+    reads it: the pyfunc artifact ``recops_model`` (path from MLmodel, kept inside ``local``) is verified
+    against its manifest before anything is deserialised, and its digest must equal the one recorded in
+    MLmodel at training. Raises ``ChampionUnavailable`` or ``recops_model.ModelRejected``."""
+    from mlflow.models import Model
+    from recops_model import MLFLOW_ARTIFACT_KEY, load_model
+
+    try:
+        mlmodel = Model.load(str(local))
+        rel = mlmodel.flavors["python_function"]["artifacts"][MLFLOW_ARTIFACT_KEY]["path"]
+    except Exception as exc:
+        raise ChampionUnavailable(
+            f"{local.name} is not a Recops model (MLmodel has no python_function artifact "
+            f"{MLFLOW_ARTIFACT_KEY!r}): {str(exc)[:200]}",
+            reason="NotARecopsModel",
+        ) from exc
+    target = (local / str(rel)).resolve()
+    if not target.is_relative_to(local.resolve()):
+        raise ChampionUnavailable(f"MLmodel artifact path {rel!r} points outside the model", reason="UnsafePath")
+    model = load_model(target)
+    recorded = (mlmodel.metadata or {}).get("recops_model_digest")
+    if recorded and recorded != model.digest:
+        raise ChampionUnavailable(
+            f"manifest digest {model.digest} differs from the digest recorded at training ({recorded})",
+            reason="DigestMismatch",
         )
-    if champion is None:
-        return (
-            True,
-            "NoChampion",
-            f"{metric} {value:.4f} beats the popularity baseline {baseline_value:.4f} and there was no champion yet",
-        )
-    cv = champion.get("value")
-    if cv is None:
-        return (
-            True,
-            "ChampionNotComparable",
-            f"champion version {champion.get('version')} has no metric {metric}; {metric} {value:.4f} "
-            "beats the baseline "
-            f"{baseline_value:.4f}",
-        )
-    cv = float(cv)
-    need = Decimal(str(cv)) * (1 + margin / 100) if relative else Decimal(str(cv)) + margin
-    margin_text = f"{margin}%" if relative else str(margin)
-    if Decimal(str(value)) > Decimal(str(cv)) and Decimal(str(value)) >= need:
-        return (
-            True,
-            "BeatChampion",
-            f"{metric} {value:.4f} beats champion version {champion.get('version')} ({cv:.4f}) by at least margin "
-            f"{margin_text} and the popularity baseline {baseline_value:.4f}",
-        )
-    return (
-        False,
-        "NotBetterThanChampion",
-        f"{metric} {value:.4f} does not beat champion version {champion.get('version')} ({cv:.4f}) by margin "
-        f"{margin_text} (needs {float(need):.4f})",
-    )
+    return model
+
+
+def load_model_version(name: str, version: str, workdir: Path) -> Any:
+    """Download registered model ``name`` version ``version`` into ``workdir`` and load it (see
+    :func:`load_mlflow_model_dir`). A connection error propagates (the job retries later); anything else
+    that keeps the version from being downloaded is ``ChampionUnavailable``."""
+    import mlflow.artifacts
+
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(workdir))
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise
+        raise ChampionUnavailable(
+            f"the artifacts of model {name} version {version} could not be downloaded: {str(exc)[:300]}",
+            reason="ArtifactsUnavailable",
+        ) from exc
+    return load_mlflow_model_dir(Path(local))

@@ -34,9 +34,15 @@ def _mlflow_bin() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """Start ``mlflow server`` and yield its URI; logs go to <tmp>/mlflow.log."""
-    d = tmp_path_factory.mktemp("mlflow")
+def mlflow_home(tmp_path_factory):
+    """The MLflow server's directory: mlflow.db, mlflow.log and the artifact store ``artifacts/``."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_home):
+    """Start ``mlflow server`` and yield its URI; logs go to <mlflow_home>/mlflow.log."""
+    d = mlflow_home
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     log = open(d / "mlflow.log", "wb")  # noqa: SIM115 - stays open while the server runs

@@ -3,66 +3,21 @@ alias promotion, refusal with a reason, idempotent reruns, exit codes."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
-import time
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from integration.training.jobs import client, config, job_env, run_train, versions_of
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def run_train(tmp_path, cfg, uri, name="r"):
-    cfg_path = tmp_path / f"{name}.json"
-    cfg_path.write_text(json.dumps(cfg))
-    result = tmp_path / f"{name}.result.json"
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": uri,
-        "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("training", "model-format")),
-        "OPENBLAS_NUM_THREADS": "1",
-    }
-    env.pop("RECOPS_RESULT_FILE", None)
-    t0 = time.monotonic()
-    p = subprocess.run(
-        [sys.executable, "-m", "recops_training", "run", "--config", str(cfg_path), "--result-file", str(result)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    elapsed = time.monotonic() - t0
-    assert result.exists(), p.stderr[-3000:]
-    out = json.loads(result.read_text())
-    assert len(result.read_bytes()) < 4096
-    return p.returncode, out, p.stderr, elapsed
-
-
-def config(snapshot, model, key, algorithm="itemknn", params=None, **over):
-    cfg = {
-        "runKey": key,
-        "snapshot": {"uri": str(snapshot)},
-        "algorithm": {"name": algorithm, "params": params if params is not None else {"neighbors": 50}},
-        "evaluation": {"holdoutDays": 7, "ks": [5, 10, 20]},
-        "promotion": {"metric": "ndcg_at_10", "margin": "0.001"},
-        "mlflow": {"experimentName": f"it-{model}", "registeredModelName": model, "tags": {"recops.dev/cr": "demo"}},
-    }
-    cfg.update(over)
-    return cfg
-
-
-def client(uri):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def versions_of(c, model):
-    return sorted(int(v.version) for v in c.search_model_versions(f"name = '{model}'"))
 
 
 def test_train_registers_promotes_and_reruns_idempotently(tmp_path, mlflow_server, snapshot_dir):
@@ -157,12 +112,7 @@ def test_concurrent_attempts_register_one_version(tmp_path, mlflow_server, snaps
     cfg = config(snapshot_dir, model, "uid-cc-1", algorithm="puresvd", params={"factors": 16})
     paths = []
     procs = []
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": mlflow_server,
-        "OPENBLAS_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("training", "model-format")),
-    }
+    env = job_env(mlflow_server)
     for i in range(2):
         p = tmp_path / f"cc{i}.json"
         p.write_text(json.dumps(cfg))
@@ -181,22 +131,56 @@ def test_concurrent_attempts_register_one_version(tmp_path, mlflow_server, snaps
     assert versions_of(client(mlflow_server), model) == [1]
 
 
-def test_missing_snapshot_exits_2(tmp_path, mlflow_server):
-    code, res, _, _ = run_train(
-        tmp_path, config(tmp_path / "no-such-snapshot", "it-missing", "uid-m-1"), mlflow_server, "m"
-    )
-    assert code == 2 and res["reason"] == "SnapshotNotFound" and "snapshot.uri" in res["message"]
+BAD_INPUTS = {
+    "unknown algorithm": (
+        {"algorithm": {"name": "deepfm", "params": {}}},
+        "UnknownAlgorithm",
+        ["algorithm.name", "deepfm", "itemknn"],
+    ),
+    "unknown parameter": (
+        {"algorithm": {"name": "itemknn", "params": {"neighbours": 50}}},
+        "InvalidAlgorithmParams",
+        ["algorithm.params.neighbours", "neighbors"],
+    ),
+    "bad parameter value": (
+        {"algorithm": {"name": "puresvd", "params": {"factors": -3}}},
+        "InvalidAlgorithmParams",
+        ["algorithm.params.factors"],
+    ),
+    "missing snapshot": ({"snapshot": {"uri": "/nonexistent/no-such-snapshot"}}, "SnapshotNotFound", ["snapshot.uri"]),
+    "snapshot version mismatch": (
+        {"snapshot": {"uri": "<snapshot>", "version": "sha256-other"}},
+        "SnapshotVersionMismatch",
+        ["snapshot.version", "sha256-other"],
+    ),
+    "unknown metric": (
+        {"promotion": {"metric": "ndcg_at_15"}},
+        "UnknownMetric",
+        ["promotion.metric", "ndcg_at_15", "ndcg_at_10"],
+    ),
+}
 
 
-def test_unknown_metric_exits_2(tmp_path, mlflow_server, snapshot_dir):
-    cfg = config(snapshot_dir, "it-metric", "uid-x-1", promotion={"metric": "ndcg_at_15"})
-    code, res, _, _ = run_train(tmp_path, cfg, mlflow_server, "x")
-    assert code == 2 and res["reason"] == "UnknownMetric" and "ndcg_at_15" in res["message"]
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_2_and_registers_nothing(tmp_path, mlflow_server, snapshot_dir, case):
+    """Each bad input of a TrainingRun: exit 2 (permanent), a reason and a message naming the field, and
+    nothing half-made in MLflow: no run, no model version."""
+    over, reason, words = BAD_INPUTS[case]
+    model = "it-bad-" + case.replace(" ", "-")
+    cfg = config(snapshot_dir, model, f"uid-{model}")
+    for key, value in over.items():
+        cfg[key] = {k: (str(snapshot_dir) if v == "<snapshot>" else v) for k, v in value.items()}
+    code, res, err, _ = run_train(tmp_path, cfg, mlflow_server, "bad")
+    assert code == 2, (res, err[-2000:])
+    assert res["ok"] is False and res["reason"] == reason, res
+    assert all(w in res["message"] for w in words), res["message"]
+    c = client(mlflow_server)
+    assert versions_of(c, model) == []
+    exp = c.get_experiment_by_name(f"it-{model}")
+    assert exp is None or c.search_runs([exp.experiment_id]) == []
 
 
 def test_unreachable_mlflow_exits_4(tmp_path, snapshot_dir):
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -205,3 +189,84 @@ def test_unreachable_mlflow_exits_4(tmp_path, snapshot_dir):
     )
     assert code == 4 and res["reason"] == "MlflowUnavailable" and res["ok"] is False
     assert elapsed < 60
+
+
+class _CutAtRegistration(ThreadingHTTPServer):
+    """Fault injection between the job and the real MLflow server: a reverse proxy that forwards every
+    request unchanged, except that it drops the connection (no answer) on paths containing ``cut``, as
+    when the server becomes unreachable at exactly that moment."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, cut: str) -> None:
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.cut = cut
+        self.dropped: list[str] = []
+        super().__init__(("127.0.0.1", 0), _ForwardHandler)
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ForwardHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def _forward(self) -> None:
+        server: _CutAtRegistration = self.server  # type: ignore[assignment]
+        body = self._body()
+        if server.cut in self.path:
+            server.dropped.append(self.path)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        up = http.client.HTTPConnection(server.upstream.hostname, server.upstream.port, timeout=300)
+        skip = ("host", "connection", "transfer-encoding", "content-length")
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        up.request(self.command, self.path, body=body, headers=headers)
+        resp = up.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in skip:
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        up.close()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+
+def test_mlflow_unreachable_at_registration_exits_4_without_a_version(tmp_path, mlflow_server, snapshot_dir):
+    """MLflow goes away exactly when the version would be created: exit 4 (retry later), no version at
+    all; the retry (same runKey) resumes the logged model and registers exactly one version."""
+    model = "it-cut"
+    proxy = _CutAtRegistration(mlflow_server, "/model-versions/create")
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        code, res, err, _ = run_train(tmp_path, config(snapshot_dir, model, "uid-cut-1"), proxy.uri, "cut")
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert proxy.dropped, "the job never tried to create the model version"
+    assert code == 4 and res["ok"] is False and res["reason"] == "MlflowUnavailable", (res, err[-2000:])
+    c = client(mlflow_server)
+    assert versions_of(c, model) == []
+    code, res, err, _ = run_train(tmp_path, config(snapshot_dir, model, "uid-cut-1"), mlflow_server, "retry")
+    assert code == 0 and res["reused"] is True and res["modelVersion"] == "1", (res, err[-2000:])
+    assert versions_of(c, model) == [1]
