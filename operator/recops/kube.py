@@ -16,6 +16,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
 
+from recops.faults import crash_point
+
 FIELD_MANAGER = "recops-operator"
 log = logging.getLogger("recops.kube")
 _lock = threading.Lock()
@@ -68,6 +70,7 @@ def apply(obj: Mapping[str, Any]) -> dict[str, Any]:
     meta = obj["metadata"]
     result = resource.server_side_apply(body=dict(obj), name=meta["name"], namespace=meta.get("namespace"),
                                         field_manager=FIELD_MANAGER, force_conflicts=True)
+    crash_point("child-applied")
     return dict(result.to_dict())
 
 
@@ -136,6 +139,7 @@ def create_if_absent(obj: Mapping[str, Any]) -> bool:
     """Create an object; an existing one with the same name is left alone (idempotent)."""
     try:
         _resource(obj["apiVersion"], obj["kind"]).create(body=dict(obj), namespace=obj["metadata"]["namespace"])
+        crash_point("object-created")
         return True
     except ConflictError:
         return False

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from recops import kube, metrics, mlflow_rest
+from recops import faults, kube, metrics, mlflow_rest
 from recops.api.base import Backend
 from recops.api.driftmonitor import DriftMonitorSpec, DriftMonitorStatus
 from recops.api.featurepipeline import FeaturePipelineSpec, FeaturePipelineStatus
@@ -538,6 +538,7 @@ def run(ctx: Context, plural: str, body: Mapping[str, Any], patch: MutableMappin
     kind = next(k for k, p in KIND_PLURALS.items() if p == plural)
     ctx.logger.debug("Reconciling %s %s/%s.", kind, body["metadata"].get("namespace"), body["metadata"]["name"])
     with ctx.lock_for(body["metadata"]["uid"]):
+        faults.status_written(ctx.written.get(body["metadata"]["uid"]), body.get("status"))  # after a status write
         try:
             RECONCILERS[plural](ctx, body, patch)
         except Exception:

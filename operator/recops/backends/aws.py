@@ -30,6 +30,7 @@ from recops.backends.base import (
 from recops.conditions import now_rfc3339
 from recops.config import Config
 from recops.controllers.common import Owner, SecretEnv, dns_name
+from recops.faults import crash_point
 
 RUNNER = ["python", "-m", "recops.backends.aws_runner"]
 CONFIG_HYPERPARAMETER = "recops-config"  # read back by aws_runner
@@ -402,7 +403,7 @@ class _AwsBackend:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(self.clients(api), _snake(operation))(**kwargs)
+            got = getattr(self.clients(api), _snake(operation))(**kwargs)
         except ClientError as exc:
             text = f"{error_code(exc)} {(exc.response.get('Error') or {}).get('Message', '')}"
             if any(m in text for m in missing):
@@ -410,6 +411,8 @@ class _AwsBackend:
             raise BackendUnavailable(error_message(f"{api} {operation}", exc)) from None
         except BotoCoreError as exc:
             raise BackendUnavailable(error_message(f"{api} {operation}", exc)) from None
+        crash_point(f"aws-{operation}")  # RECOPS_CRASH_AT=aws-RunTask:1 etc. (recops.faults)
+        return got
 
     def read_result(self, owner: Owner, name: str) -> dict[str, Any] | None:
         bucket, key = split_s3(result_uri(self.config.aws_result_uri, owner, name))
@@ -506,6 +509,7 @@ class EcsBackend(_AwsBackend):
             failure = (got.get("failures") or [{}])[0]
             raise BackendUnavailable(f"ecs RunTask started no task: {failure.get('reason', 'no reason given')} "
                                      f"{failure.get('detail', '')}".strip())
+        crash_point("job-submitted")
 
     def observe(self, owner: Owner, name: str) -> JobObservation | None:
         tasks = self._run_tasks(owner, name)
@@ -612,6 +616,7 @@ class SageMakerBackend(_AwsBackend):
         if self.sm("DescribeTrainingJob", MISSING, TrainingJobName=args["TrainingJobName"]) is not None:
             return  # already created: idempotent
         self.sm("CreateTrainingJob", ("ResourceInUse",), **args)
+        crash_point("job-submitted")
 
     def observe(self, owner: Owner, name: str) -> JobObservation | None:
         job = self.sm("DescribeTrainingJob", MISSING, TrainingJobName=training_job_name(owner))

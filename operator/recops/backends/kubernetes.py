@@ -8,6 +8,7 @@ from typing import Any
 from recops import kube
 from recops.backends.base import JobObservation, JobRequest, ServingObservation, ServingRequest
 from recops.controllers.common import Owner
+from recops.faults import crash_point
 
 
 def _condition_time(obj: dict[str, Any], type_: str) -> str | None:
@@ -32,6 +33,7 @@ class KubernetesBackend:
     def submit(self, request: JobRequest) -> None:
         for child in request.children:
             kube.apply(child)
+        crash_point("job-submitted")
 
     def observe(self, owner: Owner, name: str) -> JobObservation | None:
         job = kube.get("batch/v1", "Job", owner.namespace, name)

@@ -22,6 +22,7 @@ from typing import Any
 from recops.backends.base import JobObservation, JobRequest, ServingObservation, ServingRequest
 from recops.conditions import now_rfc3339
 from recops.controllers.common import Owner, SecretEnv
+from recops.faults import crash_point
 
 # Job and server programs, run with the operator's own interpreter.
 PROGRAM_MODULES = {
@@ -105,6 +106,7 @@ class LocalBackend:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         (run_dir / "started.json").write_text(json.dumps({"startedAt": now_rfc3339(), "pid": proc.pid}))
         (run_dir / "pid").write_text(str(proc.pid))
+        crash_point("job-submitted")
 
     def observe(self, owner: Owner, name: str) -> JobObservation | None:
         run_dir = self._dir(owner, name)
