@@ -1,17 +1,28 @@
 """HTTP throughput and tail latency of the Recops model server, side by side with its peer and floor.
 
-Targets (all on the same uvicorn stack, each pinned with ``taskset`` to core 0; ``wrk`` on core 1):
+Targets (all on the same uvicorn stack -- uvloop + httptools, access log off, no server header -- each
+pinned with ``taskset`` to core 0; ``wrk`` with a Lua script for random users on core 1):
 - ``recops``: ``python -m recops_server.cli`` serving a factors model (GET /v1/recommendations/u{random}?k=10)
+  with its defaults: Prometheus metrics, input validation, and payload logging ON (10% sampled, the
+  operator's default, written to a local directory off the request path)
 - ``mlflow``: ``mlflow models serve --env-manager local`` serving the *same* model through our pyfunc
   (POST /invocations with one user, params k=10) -- what a user of MLflow's own serving gets
 - ``const``: a bare ASGI app answering a constant top-10 body (the floor of the HTTP stack)
 
-Catalogues of 10k and 100k items (64 factors, 10k users). Rounds alternate A B C A B C ... and the
-median of the rounds is reported, with ratios, the machine and package versions. A kernel section
-measures in-process ``recommend()`` against a pure read of the item-factor matrix (its memory floor).
+Catalogues of 10k and 100k items (64 factors, 10k users), 16 connections. Rounds alternate A B C A B C
+... and the median of the rounds is reported, with ratios (of the medians, and the median of the
+per-round ratios), the machine, its load average, and package versions. Each run also records the
+server's CPU seconds (its whole process tree, from /proc): requests per server CPU second is the
+steadier figure when other work shares core 0. A kernel section measures in-process ``recommend()``
+(one user) and ``recommend_batch`` (16 users, per user) against a pure read of the item-factor matrix
+(its memory floor), interleaved, for the HTTP catalogues and for ``--kernel-items`` (100k and 1M items).
 
-    .venv/bin/python bench/server/bench_server.py                      # ~4 minutes
-    .venv/bin/python bench/server/bench_server.py --rounds 1 --duration 3 --items 10000   # quick look
+One command re-runs everything (about 4 minutes; run it on a quiet machine, nothing else on the cores)::
+
+    .venv/bin/python bench/server/bench_server.py
+    .venv/bin/python bench/server/bench_server.py --rounds 1 --duration 3 --items 10000 --kernel-items   # quick look
+
+Needs Debian's ``wrk`` (``apt-get install -y wrk``) and ``taskset``.
 
 Result: ``bench/results/server.json``.
 """
@@ -43,7 +54,7 @@ import scipy.sparse as sp
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "model-format"), str(REPO / "model-server")]
 
-from recops_model import RecModel, load_model, recommend, save_model  # noqa: E402
+from recops_model import RecModel, load_model, recommend, recommend_batch, save_model  # noqa: E402
 
 PYTHONPATH = os.pathsep.join([str(REPO / "model-format"), str(REPO / "model-server"), str(Path(__file__).parent)])
 
@@ -141,7 +152,24 @@ def parse_wrk(out: str) -> dict[str, float]:
     }
 
 
-def run_wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (mlflow serves from a child)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return total
+
+
+def run_wrk(url: str, script: Path, duration: int, connections: int, pid: int | None = None) -> dict[str, Any]:
+    """One wrk run; with ``pid``, also the server's CPU seconds, and requests per server CPU second
+    (steadier than requests per second when other work shares the server's core)."""
+    cpu0 = tree_cpu_seconds(pid) if pid else 0.0
     cmd = [
         "taskset",
         "-c",
@@ -158,52 +186,91 @@ def run_wrk(url: str, script: Path, duration: int, connections: int) -> dict[str
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout[-1000:]} {proc.stderr[-1000:]}")
-    res = parse_wrk(proc.stdout)
+    res: dict[str, Any] = parse_wrk(proc.stdout)
+    if pid:
+        res["server_cpu_s"] = round(tree_cpu_seconds(pid) - cpu0, 2)
+        res["requests_per_cpu_s"] = round(res["requests"] / res["server_cpu_s"], 1) if res["server_cpu_s"] else 0.0
     if res["rps"] == 0 or os.environ.get("BENCH_DEBUG"):
         print(proc.stdout, proc.stderr, file=sys.stderr)
     return res
 
 
-def kernel(model: RecModel, reps: int = 300) -> dict[str, float]:
-    """Per-request scoring time in-process vs the memory floor of reading the item factors once."""
+def kernel(model: RecModel, reps: int = 300, rounds: int = 7) -> dict[str, float]:
+    """Per-request scoring time in-process vs the memory floor of reading the item factors once.
+
+    The three loops run interleaved, round after round, and each ratio is the median of the per-round
+    ratios (a shared core's noise hits both sides of a ratio alike). Also: one user's cost inside a
+    micro-batch of 16 (``recommend_batch``: one matrix product, what the server does under load)."""
     assert model.item_factors is not None and model.user_factors is not None
     v = model.item_factors
     users = [f"u{i}" for i in range(reps)]
     for u in users[:20]:
         recommend(model, u, 10)
-
-    def timed(fn: Any) -> float:
-        samples = []
-        for _ in range(5):
-            t = time.perf_counter()
-            for i in range(reps):
-                fn(i)
-            samples.append((time.perf_counter() - t) / reps * 1e6)
-        return statistics.median(samples)
-
-    rec_us = timed(lambda i: recommend(model, users[i], 10))
-    gemv_us = timed(lambda i: v @ model.user_factors[i])  # type: ignore[index]
     flat = np.ascontiguousarray(v).ravel()
-    read_us = timed(lambda i: np.dot(flat, flat))  # one SIMD pass over the matrix: the read floor
-    return {
-        "recommend_us": rec_us,
-        "gemv_us": gemv_us,
-        "read_item_factors_us": read_us,
-        "item_factors_mb": v.nbytes / 1e6,
-        "recommend_over_read": rec_us / read_us,
-        "recommend_over_gemv": rec_us / gemv_us,
+    batch = max(1, reps // 16)
+    loops: dict[str, tuple[int, Any]] = {
+        "recommend": (reps, lambda i: recommend(model, users[i], 10)),
+        "gemv": (reps, lambda i: v @ model.user_factors[i]),  # type: ignore[index]
+        "read": (reps, lambda i: np.dot(flat, flat)),  # one SIMD pass over the matrix: the read floor
+        "batch16": (batch, lambda i: recommend_batch(model, users[16 * i : 16 * i + 16], 10)),
     }
+    us: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(rounds):
+        for name, (n, fn) in loops.items():
+            t = time.perf_counter()
+            for i in range(n):
+                fn(i)
+            us[name].append((time.perf_counter() - t) / n * 1e6 / (16 if name == "batch16" else 1))
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(us[a], us[b], strict=True))
+
+    return {
+        "recommend_us": statistics.median(us["recommend"]),
+        "gemv_us": statistics.median(us["gemv"]),
+        "read_item_factors_us": statistics.median(us["read"]),
+        "batch16_per_user_us": statistics.median(us["batch16"]),
+        "item_factors_mb": v.nbytes / 1e6,
+        "recommend_over_read": ratio("recommend", "read"),
+        "recommend_over_gemv": ratio("recommend", "gemv"),
+        "batch16_per_user_over_read": ratio("batch16", "read"),
+    }
+
+
+def compare(runs: dict[str, list[dict[str, Any]]], summary: dict[str, Any]) -> dict[str, float]:
+    """recops against each peer: ratios of the medians, and medians of the per-round ratios (the runs of
+    one round are back to back, so they share the machine's noise best)."""
+    out: dict[str, float] = {}
+
+    def per_round(a: str, b: str, key: str) -> float:
+        return statistics.median(x[key] / y[key] for x, y in zip(runs[a], runs[b], strict=True) if y[key])
+
+    for peer, label in (("mlflow", "mlflow"), ("const", "const_floor")):
+        if "recops" not in summary or peer not in summary:
+            continue
+        out[f"recops_rps_over_{label}"] = summary["recops"]["rps_median"] / summary[peer]["rps_median"]
+        out[f"recops_rps_over_{label}_per_round"] = per_round("recops", peer, "rps")
+        out[f"recops_requests_per_cpu_s_over_{label}_per_round"] = per_round("recops", peer, "requests_per_cpu_s")
+        if peer == "mlflow":
+            out["mlflow_p99_over_recops"] = summary["mlflow"]["p99_ms_median"] / summary["recops"]["p99_ms_median"]
+            out["mlflow_p99_over_recops_per_round"] = per_round("mlflow", "recops", "p99_ms")
+        else:
+            out["recops_p99_over_const_floor"] = summary["recops"]["p99_ms_median"] / summary["const"]["p99_ms_median"]
+    return out
 
 
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
     out = {"python": platform.python_version()}
-    for pkg in ("numpy", "scipy", "fastapi", "starlette", "uvicorn", "mlflow", "uvloop", "httptools"):
+    for pkg in ("numpy", "scipy", "fastapi", "starlette", "uvicorn", "mlflow", "uvloop", "httptools", "orjson"):
         try:
             out[pkg] = version(pkg)
         except Exception:
             out[pkg] = "absent"
+    out["uvicorn_stack"] = (
+        "uvloop+httptools" if out["uvloop"] != "absent" and out["httptools"] != "absent" else "asyncio+h11"
+    )
     out["wrk"] = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     return out
 
@@ -215,7 +282,12 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "note": "shared, noisy machine"}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg(),  # above ~0.2, other work shared the cores: compare ratios only
+    }
 
 
 def main() -> int:
@@ -226,6 +298,8 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--targets", nargs="*", default=["recops", "mlflow", "const"])
+    ap.add_argument("--kernel-items", type=int, nargs="*", default=[100_000, 1_000_000])
+    ap.add_argument("--payload-percent", type=int, default=10, help="recops payload logging sample percent")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "server.json"))
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -244,6 +318,7 @@ def main() -> int:
             "users": args.users,
             "factors": 64,
             "order": "A B C per round, medians over rounds",
+            "recops": f"metrics on, validation on, payload logging {args.payload_percent}% to a local dir",
         },
         "catalogues": {},
     }
@@ -269,7 +344,8 @@ def main() -> int:
                         "recops",
                         [sys.executable, "-m", "recops_server.cli", "--port", str(p), "--host", "127.0.0.1"],
                         {**env, "RECOPS_MODEL_URI": str(tmp / "recops"), "RECOPS_RELOAD_INTERVAL_SECONDS": "0",
-                         "RECOPS_MAX_CONCURRENCY": "1024"},
+                         "RECOPS_MAX_CONCURRENCY": "1024", "RECOPS_PAYLOAD_LOG_DIR": str(tmp / "payloads"),
+                         "RECOPS_PAYLOAD_SAMPLE_PERCENT": str(args.payload_percent)},
                         f"http://127.0.0.1:{p}/readyz",
                         tmp,
                     )  # fmt: skip
@@ -304,7 +380,7 @@ def main() -> int:
                     procs["const"] = start(
                         "const",
                         [sys.executable, "-m", "uvicorn", "const_app:app", "--port", str(p), "--host", "127.0.0.1",
-                         "--no-access-log", "--log-level", "warning"],
+                         "--no-access-log", "--no-server-header", "--log-level", "warning"],
                         env,
                         f"http://127.0.0.1:{p}/",
                         tmp,
@@ -324,10 +400,11 @@ def main() -> int:
                 runs: dict[str, list[dict[str, float]]] = {n: [] for n in urls}
                 for rnd in range(args.rounds):
                     for name, (url, script) in urls.items():
-                        res = run_wrk(url, script, args.duration, args.connections)
+                        res = run_wrk(url, script, args.duration, args.connections, procs[name].pid)
                         runs[name].append(res)
                         print(f"  round {rnd + 1} {name:14s} {res['rps']:9.1f} rps  p99 {res['p99_ms']:8.2f} ms"
-                              f"  non2xx {res['non_2xx']}", flush=True)  # fmt: skip
+                              f"  non2xx {res['non_2xx']}  {res['requests_per_cpu_s']:9.1f} req/cpu-s",
+                              flush=True)  # fmt: skip
             finally:
                 for proc in procs.values():
                     proc.terminate()
@@ -342,20 +419,11 @@ def main() -> int:
                     "rps_median": statistics.median(r["rps"] for r in rs),
                     "p50_ms_median": statistics.median(r["p50_ms"] for r in rs),
                     "p99_ms_median": statistics.median(r["p99_ms"] for r in rs),
+                    "requests_per_cpu_s_median": statistics.median(r["requests_per_cpu_s"] for r in rs),
                     "non_2xx_total": sum(int(r["non_2xx"]) for r in rs),
                     "runs": rs,
                 }
-            ratios: dict[str, float] = {}
-            if "recops" in summary and "mlflow" in summary:
-                ratios["recops_rps_over_mlflow"] = summary["recops"]["rps_median"] / summary["mlflow"]["rps_median"]
-                ratios["mlflow_p99_over_recops"] = (
-                    summary["mlflow"]["p99_ms_median"] / summary["recops"]["p99_ms_median"]
-                )
-            if "recops" in summary and "const" in summary:
-                ratios["recops_rps_over_const_floor"] = summary["recops"]["rps_median"] / summary["const"]["rps_median"]
-                ratios["recops_p99_over_const_floor"] = (
-                    summary["recops"]["p99_ms_median"] / summary["const"]["p99_ms_median"]
-                )
+            ratios = compare(runs, summary)
             # the kernel as the server runs it: the loaded model (column-major item factors), core 0
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(0, {0})
@@ -365,6 +433,18 @@ def main() -> int:
             results["catalogues"][str(n_items)] = {"targets": summary, "ratios": ratios, "kernel": k}
             print(f"  ratios {json.dumps({a: round(b, 3) for a, b in ratios.items()})}", flush=True)
             print(f"  kernel {json.dumps({a: round(b, 2) for a, b in k.items()})}", flush=True)
+    results["kernel"] = {}
+    for n_items in args.kernel_items:
+        with tempfile.TemporaryDirectory(prefix="recops-bench-") as tmp_s:
+            save_model(make_model(args.users, n_items), Path(tmp_s) / "recops")
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, {0})
+            k = kernel(load_model(Path(tmp_s) / "recops"), reps=300 if n_items <= 100_000 else 30)
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        results["kernel"][str(n_items)] = k
+        print(f"== kernel {n_items} items {json.dumps({a: round(b, 2) for a, b in k.items()})}", flush=True)
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

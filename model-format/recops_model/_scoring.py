@@ -19,6 +19,8 @@ from ._format import RecModel
 # Keep a batch's dense score block under ~64 MiB of float32.
 _BLOCK_FLOATS = 16 * 1024 * 1024
 _NEG_INF = np.float32(-np.inf)
+# up to this many top-k candidates are sorted at once (a few small numpy calls fewer than partitioning)
+_SORT_MAX = 256
 
 
 class UnknownCategory(ValueError):
@@ -124,8 +126,9 @@ def _topk_1d(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     A plain ``argpartition`` over 100k floats costs ~20x a pass that only compares. So first take the
     k-th largest of a strided sample (``m ~ 2*sqrt(n*k)`` entries) as a threshold: it is a lower bound
-    of the true k-th largest, so every true top-k item passes ``scores >= t``; then ``argpartition``
-    only the ~n*k/m candidates. Exact for any input (worst case: everything passes).
+    of the true k-th largest, so every true top-k item passes ``scores >= t``; then sort the ~n*k/m
+    candidates (``partition`` them first when there are many). Exact for any input (worst case:
+    everything passes).
     """
     n = scores.shape[0]
     if k >= n:
@@ -139,14 +142,15 @@ def _topk_1d(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             cand = np.flatnonzero(scores >= t)
         else:
             cand = np.arange(n)
-        if cand.shape[0] > k:
+        if cand.shape[0] > max(k, _SORT_MAX):
             # exact tie handling: everything above the k-th value, then the lowest indices equal to it
             cv = scores[cand]
             kth = np.partition(cv, cv.shape[0] - k)[cv.shape[0] - k]
             above = cand[cv > kth]
             cand = np.concatenate([above, cand[cv == kth][: k - above.shape[0]]])
     vals = scores[cand]
-    order = np.lexsort((cand, -vals))
+    # stable: among equal scores the lower index first (cand is ascending, or above + ties ascending)
+    order = np.argsort(-vals, kind="stable")[:k]
     return cand[order], vals[order]
 
 
@@ -164,7 +168,7 @@ def _result(
     return Recommendations(
         user_id=user_id,
         item_ids=model.item_ids[idx].tolist(),
-        scores=[float(v) for v in vals.tolist()],
+        scores=vals.tolist(),  # Python floats
         fallback=fallback,
         fallback_reason=reason,
         item_indices=idx.tolist(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -16,10 +17,11 @@ from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
-from recops_model import Recommendations, UnknownCategory, recommend, recommend_batch
+from recops_model import Recommendations, UnknownCategory, recommend_batch
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .batcher import MicroBatcher
 from .errors import (
     InvalidInput,
     ModelNotReady,
@@ -28,6 +30,7 @@ from .errors import (
     error_body,
     install_error_handlers,
 )
+from .hotpath import MAX_EXCLUDE, MAX_ID_LENGTH, MAX_K, PREFIX, OneQuery, parse_one, render_batch, render_one
 from .metrics import Metrics
 from .model_store import LoadedModel, ModelStore, Source, make_source
 from .payload_log import PayloadLogger
@@ -36,9 +39,6 @@ from .settings import ServerSettings
 log = logging.getLogger("recops_server")
 T = TypeVar("T")
 
-MAX_K = 1000
-MAX_ID_LENGTH = 256
-MAX_EXCLUDE = 1000
 ROUTE_ONE = "/v1/recommendations/{user_id}"
 ROUTE_BATCH = "/v1/recommendations"
 
@@ -127,6 +127,10 @@ class ServerState:
             max_records_per_file=settings.payload_log_max_records_per_file,
             queue_size=settings.payload_log_queue_size,
         )
+        self.batcher = MicroBatcher(
+            in_threadpool=settings.scoring_in_threadpool, observe=self.observe, batch_size=metrics.scoring_batch_size
+        )
+        metrics.in_flight.set_function(lambda: self.in_flight)
 
     def model(self) -> LoadedModel:
         current = self.store.current if self.store else None
@@ -155,48 +159,56 @@ class ServerState:
         idx: list[int] = []
         for r in recs:
             if r.fallback:
-                m.fallbacks.labels(r.fallback_reason or "UnknownUser").inc()
+                reason = r.fallback_reason or "UnknownUser"
+                child = m.fallback_children.get(reason)
+                (child or m.fallbacks.labels(reason)).inc()
             if not r.item_ids:
                 m.empty_results.inc()
             idx.extend(r.item_indices)
         if idx:
             self.metrics.item_popularity.observe_many(loaded.popularity_percentile[np.asarray(idx, dtype=np.int64)])
 
-    def log_payloads(
-        self, loaded: LoadedModel, route: str, recs: list[Recommendations], params: list[dict[str, Any]]
-    ) -> None:
+    async def one(self, loaded: LoadedModel, q: OneQuery) -> bytes:
+        """The body of GET /v1/recommendations/{user_id} (scored in a micro-batch)."""
+        rec = await self.batcher.submit(
+            loaded, q.user_id, q.k, exclude_seen=q.exclude_seen, exclude=q.exclude, category=q.category
+        )
+        if self.payloads.sampled():
+            self.payloads.offer(self._record(loaded, "single", rec, q.k, q.category, q.exclude_seen, len(q.exclude)))
+        return render_one(loaded, rec)
+
+    def log_payloads(self, loaded: LoadedModel, recs: list[Recommendations], req: BatchRequest, ks: list[int]) -> None:
         p = self.payloads
-        if not p.enabled:
-            return
-        index = loaded.model.user_index
-        for r, prm in zip(recs, params, strict=True):
+        for r, k, item in zip(recs, ks, req.requests, strict=True):
             if p.sampled():
-                p.offer(
-                    {
-                        "deployment": self.settings.deployment,
-                        "model": loaded.name,
-                        "modelVersion": loaded.version,
-                        "route": route,
-                        "userId": r.user_id,
-                        "k": prm["k"],
-                        "category": prm["category"],
-                        "excludeSeen": prm["excludeSeen"],
-                        "excludeCount": prm["excludeCount"],
-                        "knownUser": r.user_id is not None and r.user_id in index,
-                        "fallback": r.fallback,
-                        "itemIds": r.item_ids,
-                        "scores": r.scores,
-                    }
-                )
+                p.offer(self._record(loaded, "batch", r, k, item.category, item.excludeSeen, len(item.exclude)))
 
-
-def _user_body(r: Recommendations) -> dict[str, Any]:
-    return {
-        "userId": r.user_id,
-        "items": [{"itemId": i, "score": s} for i, s in zip(r.item_ids, r.scores, strict=True)],
-        "fallback": r.fallback,
-        "fallbackReason": r.fallback_reason,
-    }
+    def _record(
+        self,
+        loaded: LoadedModel,
+        route: str,
+        r: Recommendations,
+        k: int,
+        category: str | None,
+        exclude_seen: bool,
+        exclude_count: int,
+    ) -> dict[str, Any]:
+        """One payload log record (see payload_log.py)."""
+        return {
+            "deployment": self.settings.deployment,
+            "model": loaded.name,
+            "modelVersion": loaded.version,
+            "route": route,
+            "userId": r.user_id,
+            "k": k,
+            "category": category,
+            "excludeSeen": exclude_seen,
+            "excludeCount": exclude_count,
+            "knownUser": r.user_id is not None and r.user_id in loaded.model.user_index,
+            "fallback": r.fallback,
+            "itemIds": r.item_ids,
+            "scores": r.scores,
+        }
 
 
 # ------------------------------------------------------------------ middleware --------------------
@@ -214,7 +226,8 @@ def _route_of(scope: Scope) -> str:
 
 
 class ObservabilityMiddleware:
-    """Latency/status metrics for every request; the concurrency limit (503 + Retry-After) for /v1.
+    """Latency/status metrics for every request; the concurrency limit (503 + Retry-After) for /v1;
+    the fast path of GET /v1/recommendations/{user_id} (see hotpath.py).
 
     Pure ASGI (no BaseHTTPMiddleware overhead). Probes and /metrics are never limited.
     """
@@ -231,7 +244,8 @@ class ObservabilityMiddleware:
         m = st.metrics
         start = time.perf_counter()
         method = scope["method"]
-        limited = scope["path"].startswith("/v1/")
+        path = scope["path"]
+        limited = path.startswith("/v1/")
         if limited and st.in_flight >= st.settings.max_concurrency:
             m.overload_rejections.inc()
             retry = st.settings.retry_after_seconds
@@ -241,33 +255,62 @@ class ObservabilityMiddleware:
                 f"retry after {retry}s",
             )  # fmt: skip
             await JSONResponse(body, status_code=503, headers={"Retry-After": str(retry)})(scope, receive, send)
-            route = _route_of(scope)
-            m.requests.labels(route, method, "503").inc()
-            m.request_duration.labels(route, method).observe(time.perf_counter() - start)
+            m.observe_request(_route_of(scope), method, 503, time.perf_counter() - start)
             return
         status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        route: str | None = None
         if limited:
             st.in_flight += 1
-            m.in_flight.set(st.in_flight)
         try:
-            await self.app(scope, receive, send_wrapper)
+            loaded = st.store.current if st.store is not None else None
+            query = None
+            if loaded is not None and method == "GET" and path.startswith(PREFIX) and not scope.get("root_path"):
+                query = parse_one(
+                    path, scope["query_string"], default_k=st.settings.default_k, max_k=st.settings.max_k,
+                    categories=loaded.model.categories,
+                )  # fmt: skip
+            if loaded is not None and query is not None:
+                route = ROUTE_ONE
+                answer = await st.one(loaded, query)
+                headers = [
+                    (b"x-model-version", loaded.version.encode("latin-1")),
+                    (b"content-length", str(len(answer)).encode()),
+                    (b"content-type", b"application/json"),
+                ]  # what Response(body, media_type="application/json", headers={"X-Model-Version": ...}) sends
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": answer})
+                status = 200
+            else:
+
+                async def send_wrapper(message: Message) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                    await send(message)
+
+                await self.app(scope, receive, send_wrapper)
         finally:
             if limited:
                 st.in_flight -= 1
-                m.in_flight.set(st.in_flight)
-            route = _route_of(scope)
-            m.requests.labels(route, method, str(status)).inc()
-            m.request_duration.labels(route, method).observe(time.perf_counter() - start)
+            m.observe_request(route or _route_of(scope), method, status, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------ the app ----------------------
+
+
+class RecopsAPI(FastAPI):
+    """FastAPI with ``ObservabilityMiddleware`` in front of it rather than inside its middleware stack:
+    the fast path of the hot route then skips the framework's per-request layers. Unexpected errors
+    inside FastAPI still go through its ServerErrorMiddleware (500); on the fast path uvicorn answers
+    them with the same plain 500."""
+
+    edge: ObservabilityMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.edge is not None and scope["type"] == "http":
+            await self.edge(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: ServerSettings | None = None, *, source: Source | None = None) -> FastAPI:
@@ -305,7 +348,7 @@ def create_app(settings: ServerSettings | None = None, *, source: Source | None 
             if state.payloads.enabled:
                 await state.payloads.flush()
 
-    app = FastAPI(
+    app = RecopsAPI(
         title="Recops model server",
         version="1",
         description="Top-k recommendations from a verified Recops model version, with seen-item filtering "
@@ -314,7 +357,7 @@ def create_app(settings: ServerSettings | None = None, *, source: Source | None 
     )
     app.state.recops = state
     install_error_handlers(app)
-    app.add_middleware(ObservabilityMiddleware, state=state)
+    app.edge = ObservabilityMiddleware(functools.partial(FastAPI.__call__, app), state)
 
     @app.get(
         ROUTE_ONE,
@@ -335,20 +378,10 @@ def create_app(settings: ServerSettings | None = None, *, source: Source | None 
     ) -> Response:
         k = state.check_k(k, "k")
         loaded = state.model()
-        model = loaded.model
-        if category is not None and category not in model.categories:
-            raise UnknownCategory(category, model.categories)
-        rec = await state.run(
-            lambda: recommend(model, user_id, k, exclude_seen=exclude_seen, exclude_items=exclude, category=category)
-        )
-        state.observe(loaded, [rec])
-        state.log_payloads(
-            loaded, "single", [rec],
-            [{"k": k, "category": category, "excludeSeen": exclude_seen, "excludeCount": len(exclude)}],
-        )  # fmt: skip
-        body = _user_body(rec)
-        body["model"] = loaded.ref()
-        return JSONResponse(body, headers={"X-Model-Version": loaded.version})
+        if category is not None and category not in loaded.model.categories:
+            raise UnknownCategory(category, loaded.model.categories)
+        body = await state.one(loaded, OneQuery(user_id, k, tuple(exclude), category, exclude_seen))
+        return Response(body, media_type="application/json", headers={"X-Model-Version": loaded.version})
 
     @app.post(
         ROUTE_BATCH,
@@ -398,14 +431,9 @@ def create_app(settings: ServerSettings | None = None, *, source: Source | None 
 
         recs = await state.run(score)
         state.observe(loaded, recs)
-        state.log_payloads(
-            loaded, "batch", recs,
-            [{"k": k, "category": r.category, "excludeSeen": r.excludeSeen, "excludeCount": len(r.exclude)}
-             for k, r in zip(ks, req.requests, strict=True)],
-        )  # fmt: skip
-        return JSONResponse(
-            {"model": loaded.ref(), "results": [_user_body(r) for r in recs]},
-            headers={"X-Model-Version": loaded.version},
+        state.log_payloads(loaded, recs, req, ks)
+        return Response(
+            render_batch(loaded, recs), media_type="application/json", headers={"X-Model-Version": loaded.version}
         )
 
     @app.get("/v1/model", summary="The served model version and the latest load attempts", tags=["model"])

@@ -4,6 +4,7 @@ route templates, methods, status codes, model name/version, reasons. Never user 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -11,6 +12,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 POPULARITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
@@ -43,6 +45,9 @@ class PopularityHistogram(Collector):
 
 
 class Metrics:
+    """The server's metrics. The request path uses ``observe_request`` and the pre-bound fallback
+    children: ``labels()`` validates and locks on every call, a cached child is a dict lookup."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -59,6 +64,13 @@ class Metrics:
             ["route", "method", "status"],
             registry=r,
         )
+        self.scoring_batch_size = Histogram(
+            "recops_scoring_batch_size",
+            "Single-user requests scored together in one micro-batch (see batcher.py).",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        # read at scrape time (the server sets a function returning its counter): nothing per request
         self.in_flight = Gauge("recops_in_flight_requests", "Recommendation requests being served.", registry=r)
         self.overload_rejections = Counter(
             "recops_overload_rejections",
@@ -106,3 +118,15 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.fallback_children = {reason: self.fallbacks.labels(reason) for reason in ("UnknownUser", "NoUser")}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request and observe its latency (route is a template, never a raw path)."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.request_duration.labels(route, method))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)

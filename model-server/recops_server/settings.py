@@ -44,8 +44,9 @@ class ServerSettings(BaseSettings):
     max_batch_requests: int = Field(default=1000, ge=1, description="Max entries in one batch request.")
     scoring_in_threadpool: bool = Field(
         default=True,
-        description="Score in the worker thread pool (the event loop stays free for probes and metrics). "
-        "False scores on the event loop (lowest overhead for tiny models).",
+        description="Score large work (batch requests; micro-batches of more than 2M user x item scores) in the "
+        "worker thread pool, so the event loop stays free for probes and metrics; small micro-batches are scored "
+        "on the event loop either way. False scores everything on the event loop.",
     )
     reload_interval_seconds: float = Field(
         default=30.0,

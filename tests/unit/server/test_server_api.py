@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import recops_server.app as server_app
+import recops_server.batcher as server_batcher
 from fastapi.testclient import TestClient
 from recops_model import ModelRejected, RecModel, save_model
 from recops_server.cli import main as cli_main
@@ -186,6 +186,7 @@ def test_metric_names_and_labels(client: TestClient) -> None:
         "recops_model_reloads_total",
         "recops_overload_rejections_total",
         "recops_in_flight_requests",
+        "recops_scoring_batch_size_bucket",
     ]:
         assert name in text, name
     assert metric(client, "recops_requests_total", route="/v1/recommendations/{user_id}", status="200") == 2
@@ -203,14 +204,15 @@ def test_concurrency_limit_answers_503_with_retry_after(
 ) -> None:
     c = make_client(max_concurrency=1, retry_after_seconds=2)
     entered, release = threading.Event(), threading.Event()
-    real = server_app.recommend
+    real = server_batcher.recommend_batch
 
     def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
         entered.set()
         assert release.wait(10)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(server_app, "recommend", slow)
+    monkeypatch.setattr(server_batcher, "recommend_batch", slow)
+    monkeypatch.setattr(server_batcher, "INLINE_SCORES", 0)  # score in the thread pool, so it can block there
     result: dict[str, int] = {}
     t = threading.Thread(target=lambda: result.setdefault("first", c.get("/v1/recommendations/u1").status_code))
     t.start()
