@@ -60,6 +60,13 @@ class Demo:
     def __init__(self, events: int, seed: int, timeout: float) -> None:
         self.events, self.seed, self.timeout = events, seed, timeout
         self.timer = Timer()
+        # One synthetic world for the whole demo: 40 days ending tomorrow, drift from 9 days ago. The demo
+        # first writes the history before the drift, and later lets those 9 days "happen" (same world: same
+        # catalogue, users and tastes), so the drift is what changed in traffic, nothing else.
+        today = dt.datetime.now(dt.UTC).date()
+        self.end_date = today + dt.timedelta(days=1)
+        self.drift_start = today - dt.timedelta(days=9)
+        self._world: Any = None
         self.lab: Any = None
         self.env: dict[str, str] = {}
 
@@ -91,9 +98,19 @@ class Demo:
                 shown, shown_at = content, time.monotonic()
             if result:
                 return result
+            self.fail_fast(objects)
             time.sleep(2)
         raise DemoError(f"timed out waiting for {what}; see the table above, `kubectl describe`, and the "
                         f"operator log {self.lab.state_dir}/logs/operator.log")
+
+    def fail_fast(self, objects: list[dict[str, Any]]) -> None:
+        """A TrainingRun that failed will not come back: say so now, with its message and where its log is."""
+        for obj in objects:
+            cond = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}.get("Succeeded", {})
+            if obj["kind"] == "TrainingRun" and cond.get("status") == "False":
+                meta = obj["metadata"]
+                raise DemoError(f"TrainingRun {meta['name']} failed ({cond.get('reason')}): {cond.get('message')}; "
+                                f"its job log: {self.lab.state_dir}/runs/{meta['namespace']}/{meta['uid']}/")
 
     def run_program(self, *argv: str) -> dict[str, Any]:
         proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, env=self.env,
@@ -132,22 +149,37 @@ class Demo:
         self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
 
     def seed_data(self) -> None:
-        header(f"2/7 Seeding {self.events:,} synthetic clickstream events into S3 and user profiles into PostgreSQL")
+        header(f"2/7 Seeding synthetic clickstream into S3 and user profiles into PostgreSQL ({self.events:,} "
+               "events over 40 days; the 31 days before the drift first)")
         self.secrets()
+        summary = self.write(self.world().between(until=self.drift_start), profiles_mode="replace")
+        say(f"seeded {summary.get('events')} events by {summary.get('users')} users on {summary.get('items')} "
+            f"items ({summary.get('eventTypes')}); {summary.get('profiles')} profiles in PostgreSQL "
+            f"[{self.timer.mark('seed'):.0f}s]")
+
+    def world(self) -> Any:
+        """The demo's one synthetic world (generated once, deterministic from the seed)."""
+        from recops_features.datagen import DriftSpec, GenerateSpec, generate
+
+        if self._world is None:
+            self._world = generate(GenerateSpec(
+                events=self.events, days=40, end_date=self.end_date, seed=self.seed,
+                drift=DriftSpec(start=self.drift_start, price_multiplier=1.6, new_user_share=0.5)))
+        return self._world
+
+    def write(self, part: Any, profiles_mode: str) -> dict[str, Any]:
+        """Write a slice of the world to the lab's S3 (events, catalogue) and PostgreSQL (profiles)."""
         import boto3
+        from recops_features.datagen import write_dataset, write_profiles_postgres
 
         s3 = boto3.client("s3", endpoint_url=self.lab.s3_endpoint, region_name="us-east-1",
                           aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
-        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        if BUCKET not in existing:
+        if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
             s3.create_bucket(Bucket=BUCKET)
-        summary = self.run_program("recops_features", "generate", "--target", f"s3://{BUCKET}/clickstream",
-                                   "--events", str(self.events), "--days", "30", "--seed", str(self.seed),
-                                   "--profiles-table", "user_profiles", "--profiles-mode", "replace")
-        say(f"seeded {summary.get('events')} events by {summary.get('users')} users on {summary.get('items')} "
-            f"items ({summary.get('eventTypes')}); {summary.get('profiles')} profiles in PostgreSQL "
-            f"[{self.timer.mark('seed'):.0f}s]")
+        summary = write_dataset(part, f"s3://{BUCKET}/clickstream", client=s3)
+        write_profiles_postgres(part.profiles, self.lab.postgres_dsn, "user_profiles", mode=profiles_mode)
+        return dict(summary)
 
     def apply_examples(self) -> None:
         header("3/7 Applying examples/full-loop (the same kind of manifests you would apply to a cluster)")
@@ -192,15 +224,11 @@ class Demo:
         return rows.stdout.strip() or "u1"
 
     def inject_drift(self) -> None:
-        header("6/7 Injecting drift: the last 7 days' shoppers shift categories, prices rise, new users surge")
-        today = dt.datetime.now(dt.UTC).date()
-        start = (today - dt.timedelta(days=6)).isoformat()
-        summary = self.run_program("recops_features", "generate", "--target", f"s3://{BUCKET}/clickstream",
-                                   "--events", str(self.events // 3), "--days", "7", "--seed", str(self.seed + 1),
-                                   "--end-date", (today + dt.timedelta(days=1)).isoformat(),
-                                   "--drift-start", start, "--category-shift", "0.8", "--price-multiplier", "1.6",
-                                   "--drift-new-user-share", "0.5", "--profiles-table", "user_profiles")
-        say(f"wrote {summary.get('events')} drifted events from {start}")
+        header("6/7 Injecting drift: 9 more days pass; a surge of new users arrives and prices rise")
+        summary = self.write(self.world().between(since=self.drift_start), profiles_mode="upsert")
+        say(f"wrote {summary.get('events')} events of the last 9 days ({summary.get('eventTypes')}); from "
+            f"{self.drift_start} half the sessions come from a cohort of new users and prices are 1.6x")
+        self.live_traffic()
         token = f"demo-{int(time.time())}"
         self.kubectl("annotate", "--overwrite", "fp", "shop-features", f"recops.dev/run-requested={token}")
         self.wait("a fresh snapshot of the drifted data", lambda: self.get("fp", "shop-features")
@@ -216,6 +244,31 @@ class Demo:
         self.wait("the DriftMonitor to report drift", drifted)
         say(self.kubectl("get", "driftmonitors"))
         self.timer.mark("drift detected")
+
+    def live_traffic(self, requests: int = 600) -> None:
+        """Shoppers of the drifted days ask the running server for recommendations (its payload log is what the
+        DriftMonitor reads as live data): one request per sampled session, in time order."""
+        import numpy as np
+
+        events = self.world().between(since=self.drift_start).events
+        sessions = events.drop_duplicates("session_id")
+        rng = np.random.default_rng(self.seed)
+        picked = sessions.iloc[np.sort(rng.choice(len(sessions), size=min(requests, len(sessions)), replace=False))]
+        url = self.get("rd", "shop-recommender")["status"]["url"]
+        fallbacks = 0
+        for user in picked["user_id"]:
+            fallbacks += bool(self.http_json(f"{url}/v1/recommendations/{int(user)}?k=10").get("fallback"))
+        say(f"sent {len(picked)} live requests from shoppers of the drifted days: {fallbacks} "
+            f"({fallbacks / max(len(picked), 1):.0%}) got the popularity fallback (users the model has never seen)")
+
+        def logged() -> bool:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:  # noqa: S310 (loopback)
+                text = resp.read().decode()
+            written = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                          if line.startswith("recops_payload_log_records_total") and 'outcome="written"' in line)
+            return written >= len(picked)
+
+        self.wait("the server to write its payload log", logged, timeout=60)
 
     def alert_and_retraining(self) -> None:
         header("7/7 The alert fires in Prometheus, drift starts a retraining, the new version is served")

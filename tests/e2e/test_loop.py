@@ -3,7 +3,10 @@ backend, MLflow, PostgreSQL, the S3 emulator (moto, an emulator) and Prometheus.
 
 Seeds synthetic data, applies examples/full-loop, and asserts every step's real outcome: a snapshot whose
 counts are reported, a trained and promoted model version in MLflow, a model server answering real top-10
-requests (known user, cold-start user), and a drift check that ran against the served version's reference.
+requests (known user, cold-start user), a drift check against the served version's reference; then time
+passes with drift (same world: catalogue and users unchanged), live requests reach the server, and the loop
+must close: DRIFT=True naming the features, the alert firing in Prometheus, exactly one retraining run, a
+new version promoted by the gate and served.
 """
 
 from __future__ import annotations
@@ -83,3 +86,27 @@ def test_the_loop_serves_a_promoted_model(demo: Demo) -> None:
     assert dm["status"]["referenceVersion"] == version
     assert _conds(dm)["DriftDetected"]["status"] in ("True", "False", "Unknown")
     assert dm["status"]["features"], "the check reported per-feature results"
+
+
+def test_drift_retrains_and_the_new_version_is_served(demo: Demo) -> None:
+    before = demo.get("rd", "shop-recommender")["status"]["servedVersion"]
+    demo.inject_drift()
+    dm = demo.get("dm", "shop-drift")
+    assert _conds(dm)["DriftDetected"]["status"] == "True"
+    drifted = [f["name"] for f in dm["status"]["features"] if f["drifted"]]
+    assert drifted and set(dm["status"]["driftedFeatures"].split(",")) <= {f["name"] for f in dm["status"]["features"]}
+    assert dm["status"]["samples"] >= 200, "the live requests were read from the payload log"
+
+    demo.alert_and_retraining()
+    runs = demo.get("dm", "shop-drift")["status"]["retrainingRuns"]
+    assert len(runs) == 1, runs  # the cooldown holds any further drift checks back
+    tr = demo.get("tr", runs[0]["name"])
+    assert _conds(tr)["Succeeded"]["status"] == "True"
+    assert tr["status"]["promoted"] is True, tr["status"].get("promotionReason")
+    new = str(tr["status"]["modelVersion"])
+    assert new != before
+    rd = demo.get("rd", "shop-recommender")
+    assert rd["status"]["servedVersion"] == new
+    with urllib.request.urlopen(f"{rd['status']['url']}/v1/recommendations/{demo.known_user()}?k=10",
+                                timeout=10) as resp:
+        assert json.loads(resp.read())["model"]["version"] == new
