@@ -188,7 +188,7 @@ class DriftCheckConfig(_Model):
     drift_share: str = Field("0.3", pattern=_DECIMAL, description="Window drifted when this share of features did.")
     min_samples: int = Field(500, ge=1, le=100_000_000, description="Fewer current values -> InsufficientData.")
     min_reference_samples: int = Field(100, ge=1, le=100_000_000)
-    significance: str = Field("0.05", pattern=_DECIMAL, description="ks/chi2 also need p-value below this.")
+    significance: str = Field("0.05", pattern=_DECIMAL, description="Drift also needs the p-value below this.")
     report: ReportOut = Field(default_factory=lambda: ReportOut.model_validate({}))
     checked_at: str | None = Field(None, description="Override the check time (ISO-8601), for reproducible runs.")
 
