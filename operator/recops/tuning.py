@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import random
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -68,10 +69,6 @@ def apply(settings: Any, config: Any) -> None:
     # List each kind in pages at start: a restart with thousands of objects does not hold one huge response
     # (and its parsed copy) in memory; the API server serves pages from its watch cache.
     settings.watching.chunk_size = _int("RECOPS_LIST_CHUNK", 500)
-    # A deleted object's finalizer stays until its timer has stopped; a timer caught in a resync is checked
-    # again only after this many seconds (kopf: 60). Measured: deleting 1,200 objects under resync load took
-    # twice as long with 60. A re-check costs one PATCH of that object only.
-    settings.background.cancellation_polling = 2
     # The Kubernetes client keeps cpu_count * 5 connections: with more threads than that, every extra
     # request opens (and drops) a TLS connection. Keep one per thread that may use it.
     _client_pool(workers() + resync_workers())
@@ -130,7 +127,10 @@ async def run_resync(fn: Callable[..., None], *args: Any, stopped: Any = None) -
     deleted (or the operator stops) is skipped, so the deletion does not wait for it.
     """
 
+    started = threading.Event()
+
     def run() -> None:
+        started.set()
         if stopped is not None and stopped.is_set():
             return
         fn(*args)
@@ -140,7 +140,14 @@ async def run_resync(fn: Callable[..., None], *args: Any, stopped: Any = None) -
     context = contextvars.copy_context()
     future = loop.run_in_executor(pool, functools.partial(context.run, run))
     try:
-        await asyncio.shield(future)
+        while not future.done():
+            # A deleted object's finalizer stays until its timer has stopped, and kopf checks a busy timer
+            # again only a minute later: a resync still queued when its object is deleted returns at once
+            # (its thread will skip it). One that has started is waited for: its patch is then dropped.
+            await asyncio.wait([future], timeout=1.0)
+            if not future.done() and stopped is not None and stopped.is_set() and not started.is_set():
+                return
+        future.result()
     except asyncio.CancelledError:
         await future  # never orphan a running reconcile: let it finish, then give up on its patch
         raise
