@@ -120,8 +120,6 @@ BLIND_FEATURES = {
     "nothing); items.price is the catalogue price, which the knob does not change (PSI < 0.12 at 1.6x)",
 }
 BLIND = {
-    ("full-loop", "new_user_share"): "only users.tenure_days moves (PSI ~0.5): 1 of 28 features is below "
-    "the example's driftShare 0.05",
     **{("full-loop", knob): reason for knob, reason in BLIND_FEATURES.items()},
     **{("full-loop, driftShare 0", knob): reason for knob, reason in BLIND_FEATURES.items()},
 }
