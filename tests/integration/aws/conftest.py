@@ -20,10 +20,9 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fixtures.kube import ROOT, Kubectl
+from integration.operator.conftest import cluster, kubectl  # noqa: F401 (fixtures: the real apiserver + CRDs)
 from recops.config import Config
 
 sys.path.insert(0, str(Path(__file__).parent))  # this directory's helpers (pytest runs with --import-mode=importlib)
@@ -81,13 +80,13 @@ def aws(aws_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     group = ec2.create_security_group(GroupName=f"recops-{uuid.uuid4().hex[:6]}", Description="recops tasks",
                                       VpcId=vpc)["GroupId"]
     tag = uuid.uuid4().hex[:8]
-    cluster = f"recops-{tag}"
-    boto3.client("ecs", endpoint_url=aws_emulator, region_name="us-east-1").create_cluster(clusterName=cluster)
+    ecs_cluster = f"recops-{tag}"
+    boto3.client("ecs", endpoint_url=aws_emulator, region_name="us-east-1").create_cluster(clusterName=ecs_cluster)
     bucket = f"recops-results-{tag}"
     boto3.client("s3", endpoint_url=aws_emulator, region_name="us-east-1").create_bucket(Bucket=bucket)
     config = Config(enabled_backends=frozenset({"kubernetes", "ecs", "sagemaker"}), aws_region="us-east-1",
                     aws_endpoint_url=aws_emulator, aws_result_uri=f"s3://{bucket}/recops", aws_subnets=(subnet,),
-                    aws_security_groups=(group,), ecs_cluster=cluster,
+                    aws_security_groups=(group,), ecs_cluster=ecs_cluster,
                     ecs_execution_role_arn="arn:aws:iam::123456789012:role/recops-exec",
                     ecs_task_role_arn="arn:aws:iam::123456789012:role/recops-task",
                     sagemaker_role_arn="arn:aws:iam::123456789012:role/recops-sagemaker",
@@ -104,21 +103,3 @@ def lake(aws: Aws) -> str:
     spec = GenerateSpec(events=4000, days=14, seed=11)
     write_dataset(generate(spec), f"s3://{aws.bucket}/lake", fmt="parquet", client=aws.client("s3"), spec=spec)
     return f"s3://{aws.bucket}/lake"
-
-
-@pytest.fixture(scope="session")
-def cluster(lab: Any) -> Any:
-    """The lab's real kube-apiserver with the generated CRDs (only the operator-level test asks for it)."""
-    kubectl = Kubectl(lab.kubectl, lab.env, "default")
-    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"), namespaced=False)
-    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", namespaced=False)
-    return lab
-
-
-@pytest.fixture
-def kubectl(cluster: Any) -> Iterator[Kubectl]:
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    k = Kubectl(cluster.kubectl, cluster.env, namespace)
-    k.run("create", "namespace", namespace, namespaced=False)
-    yield k
-    k.run("delete", "namespace", namespace, "--wait=false", check=False, namespaced=False)
