@@ -273,35 +273,6 @@ def summary_of(result: S.DriftResult) -> dict[str, Any]:
     }
 
 
-CANDIDATES = "candidate features (not in the snapshot today)"
-"""Two features the built-in transform could publish, derived here from the snapshot tables and compared
-with an exact profile (psi 0.2, any drifted feature): do they see the knobs the snapshot misses?"""
-
-
-def candidate_columns(snapshot: Path) -> dict[str, Any]:
-    """``interactions.item_category`` (the traffic's category mix: each user-item pair's item category)
-    and ``users.mean_purchase_price`` (purchase value / purchases, buyers only)."""
-    import pandas as pd
-
-    items = pd.read_parquet(snapshot / "items.parquet", columns=["item_id", "category"])
-    pairs = pd.read_parquet(snapshot / "interactions.parquet", columns=["item_id"])
-    users = pd.read_parquet(snapshot / "users.parquet", columns=["purchases", "purchase_value"])
-    buyers = users[users["purchases"] > 0]
-    return {
-        "interactions.item_category": pairs.merge(items, on="item_id", how="left")["category"].astype(str).tolist(),
-        "users.mean_purchase_price": (buyers["purchase_value"] / buyers["purchases"]).to_numpy(np.float32),
-    }
-
-
-def candidate_check(reference: Path, current: Path) -> S.DriftResult:
-    ref = candidate_columns(reference)
-    profile = S.prepare_profile(
-        {"users.mean_purchase_price": ref["users.mean_purchase_price"]},
-        {"interactions.item_category": ref["interactions.item_category"]},
-    )
-    return S.compare(profile, candidate_columns(current), S.DriftSpec(drift_share="0", min_samples=200))
-
-
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Send the job programs' structured log lines to a buffer while measuring."""
@@ -322,10 +293,8 @@ def run_checks(
     seeds: Iterable[int],
     drift: Drift = Drift(),
     workdir: Path | None = None,
-    candidates: bool = False,
 ) -> list[dict[str, Any]]:
-    """One check per seed (its own world): reference = window 0, current = window 1 (``candidates``: also
-    :func:`candidate_check`, reported as one more monitor)."""
+    """One check per seed (its own world): reference = window 0, current = window 1."""
     out: list[dict[str, Any]] = []
     base = Path(tempfile.mkdtemp(prefix="recops-drift-fa-", dir=workdir))
     try:
@@ -336,8 +305,6 @@ def run_checks(
                 reference = root / "reference_profile.json"
                 reference.write_text(json.dumps(reference_document(reference_snapshot)))
                 results = {name: summary_of(check(m, reference, current)) for name, m in monitors.items()}
-                if candidates:
-                    results[CANDIDATES] = summary_of(candidate_check(reference_snapshot, current))
             out.append({"seed": seed, "drift": drift.label, "monitors": results})
             shutil.rmtree(root, ignore_errors=True)
     finally:
@@ -433,14 +400,14 @@ def main() -> int:
     sizes: dict[str, Any] = {}
     for events in args.events:
         t0 = time.monotonic()
-        fresh = run_checks(monitors, events=events, seeds=range(1000, 1000 + args.checks), candidates=True)
+        fresh = run_checks(monitors, events=events, seeds=range(1000, 1000 + args.checks))
         log(f"{events} events: {args.checks} fresh-data checks in {time.monotonic() - t0:.0f} s")
         detection: dict[str, Any] = {}
         for knob, strengths in SWEEP.items():
             for strength in strengths:
                 drift = Drift(knob, strength)
                 seeds = range(5000, 5000 + args.drift_checks)
-                runs = run_checks(monitors, events=events, seeds=seeds, drift=drift, candidates=True)
+                runs = run_checks(monitors, events=events, seeds=seeds, drift=drift)
                 detection[drift.label] = aggregate(runs, only_drifted=True)
                 rates = {n: m["verdict"]["rate"] for n, m in detection[drift.label].items()}
                 log(f"{events} events, {drift.label}: detection {rates}")

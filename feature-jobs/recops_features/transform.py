@@ -10,9 +10,11 @@ Input frames (pandas):
 Output tables (sorted by key, so equal inputs give byte-equal outputs):
 
 * ``interactions`` (user_id, item_id): ``strength`` = sum of event weight x 2^(-age/half-life),
-  counts per event type, ``last_ts``.
+  counts per event type, ``last_ts``, and the item's catalogue ``category`` (so the table's category
+  mix is the traffic's, one row per user x item: what a category-mix drift moves).
 * ``users`` (user_id): activity counts, sessions, distinct items, strength, purchase value,
-  first/last event, ``recency_days``, profile columns and ``tenure_days``.
+  ``avg_price`` (mean price of the events that carry one: what the user pays or looks at; what a
+  price drift moves), first/last event, ``recency_days``, profile columns and ``tenure_days``.
 * ``items`` (item_id): counts, distinct users, ``popularity`` (decayed strength),
   ``conversion_rate`` (purchases / views), ``cart_rate``, ``last_ts``, catalogue attributes and
   ``price_band``.
@@ -203,6 +205,17 @@ def build_features(
         price = np.nan_to_num(events["price"].to_numpy(dtype=np.float64, na_value=np.nan)[bought])
         purchase_value = np.round(np.bincount(user_codes[bought], weights=price, minlength=n_users), 2)
         del bought, price
+    avg_price = None
+    if "price" in events.columns:
+        event_price = events["price"].to_numpy(dtype=np.float64, na_value=np.nan)
+        priced = np.isfinite(event_price)
+        with np.errstate(invalid="ignore", divide="ignore"):  # users without a priced event -> NaN
+            avg_price = np.round(
+                np.bincount(user_codes[priced], weights=event_price[priced], minlength=n_users)
+                / np.bincount(user_codes[priced], minlength=n_users),
+                2,
+            )
+        del event_price, priced
     sessions = None
     if "session_id" in events.columns:
         session_ids = events["session_id"]
@@ -265,6 +278,8 @@ def build_features(
     user_cols["strength"] = np.add.reduceat(pair_strength, user_starts)
     if purchase_value is not None:
         user_cols["purchase_value"] = purchase_value
+    if avg_price is not None:
+        user_cols["avg_price"] = avg_price
     last_ts = np.maximum.reduceat(pair_last, user_starts)
     user_cols["first_ts"] = _to_datetime_us(np.minimum.reduceat(pair_first, user_starts))
     user_cols["last_ts"] = _to_datetime_us(last_ts)
@@ -293,6 +308,9 @@ def build_features(
     item_cols["last_ts"] = _to_datetime_us(item_last)
     items = pd.DataFrame(item_cols, copy=False)
     items = _join_catalog(items, catalog, params.price_bands)
+    if "category" in items.columns:  # the traffic's category mix: each pair carries its item's category
+        category = pd.Categorical(items["category"])
+        interactions["category"] = pd.Categorical.from_codes(category.codes[pair_item], category.categories)
     return {"interactions": interactions, "users": users, "items": items}
 
 

@@ -54,6 +54,7 @@ def reference(events: pd.DataFrame, params: TransformParams) -> dict[str, pd.Dat
             sessions=("session_id", "nunique"),
             distinct_items=("item_id", "nunique"),
             strength=("score", "sum"),
+            avg_price=("price", "mean"),
             first_ts=("ts", "min"),
             last_ts=("ts", "max"),
         )
@@ -123,6 +124,8 @@ def test_matches_reference_on_generated_data(seed: int) -> None:
             np.testing.assert_allclose(got[table][col].to_numpy(float), want[table][col].to_numpy(float), rtol=1e-9)
         assert (got[table]["last_ts"].to_numpy() == want[table]["last_ts"].to_numpy()).all()
     assert (got["users"]["first_ts"].to_numpy() == want["users"]["first_ts"].to_numpy()).all()
+    # avg_price is rounded to cents: within half a cent of the exact mean
+    np.testing.assert_allclose(got["users"]["avg_price"], want["users"]["avg_price"], rtol=0, atol=0.005 + 1e-9)
 
 
 def test_row_order_of_input_does_not_change_output() -> None:
@@ -147,6 +150,33 @@ def test_profiles_and_catalog_are_joined() -> None:
     items = out["items"].set_index("item_id")
     assert items["price_band"].astype(str).tolist() == ["<10", ">=250"]
     assert items.loc[11, "category"] == "toys"
+    inter = out["interactions"]
+    assert inter["category"].astype(str).tolist() == ["books", "toys"]  # the pair's item's category
+
+
+def test_traffic_category_mix_and_average_price() -> None:
+    """interactions.category weighs categories by traffic (one row per user x item); users.avg_price is the
+    mean price over a user's priced events: what category-mix and price drift move."""
+    ev = _events(
+        [
+            (1, 10, "view", "2026-11-28T00:00:00Z"),
+            (1, 10, "purchase", "2026-11-28T01:00:00Z"),
+            (2, 10, "view", "2026-11-28T00:00:00Z"),
+            (2, 12, "view", "2026-11-28T00:00:00Z"),
+            (3, 11, "view", "2026-11-28T00:00:00Z"),
+        ]
+    )
+    ev["price"] = [20.0, 30.0, 20.0, np.nan, 5.0]
+    catalog = pd.DataFrame({"item_id": [10, 11, 13], "category": ["books", "toys", "games"], "price": [20.0, 5.0, 1.0]})
+    out = build_features(ev, TransformParams(reference_time=REF), catalog)
+    inter = out["interactions"]
+    assert inter["category"].astype(object).where(inter["category"].notna(), None).tolist() == [
+        "books", "books", None, "toys"]  # item 12 is not in the catalogue
+    assert inter["category"].value_counts()["books"] == 2  # a catalogue item counts once per user who used it
+    users = out["users"].set_index("user_id")
+    assert users["avg_price"].tolist() == [25.0, 20.0, 5.0]  # NaN prices do not count
+    no_price = build_features(ev.assign(price=np.nan), TransformParams(reference_time=REF))
+    assert no_price["users"]["avg_price"].isna().all()
 
 
 def test_string_ids_and_unknown_event_types() -> None:
