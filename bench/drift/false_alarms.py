@@ -65,18 +65,7 @@ MONITOR_FILES = {
     "full-loop": "examples/full-loop/40-driftmonitor.yaml",
     "driftmonitor": "examples/driftmonitor.yaml",
 }
-PROPOSED = {
-    "full-loop, driftShare 0": ("full-loop", {"driftShare": "0"}),
-    "driftmonitor, items.price/items.category": (
-        "driftmonitor",
-        {
-            "features": [
-                {"name": "items.price", "method": "psi", "threshold": "0.2"},
-                {"name": "items.category", "method": "chi2", "threshold": "0.1"},
-            ]
-        },
-    ),
-}
+PROPOSED: dict[str, tuple[str, dict[str, Any]]] = {}
 """Changes to the examples measured next to them (see the report)."""
 DEMO_DRIFT = {"category_shift": 0.8, "price_multiplier": 1.6, "new_user_share": 0.5, "bot_share": 0.2}
 """One strength per datagen drift knob: the demo's for the three it injects, a fifth of the traffic for bots."""
