@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # The model server (FastAPI): `recops-serve`. The operator-built Deployment probes /readyz and /healthz on
-# port 8080.
+# port 8080. SageMaker hosting starts it as `docker run IMAGE serve` (the argument replaces CMD):
+# `recops-serve serve` answers GET /ping and POST /invocations on 0.0.0.0:8080, or on SAGEMAKER_BIND_TO_PORT
+# when SageMaker sets it (hence the accept-bind-to-port label); docs/AWS.md has the whole contract.
 #   docker build -f docker/server.Dockerfile -t ghcr.io/recops/model-server:0.1.0 .  (context: repo root)
 # Multi-stage: the builder makes the wheel and a virtualenv with the `server` extras; the final
 # stage is a fresh python slim image with only that virtualenv, running as the non-root UID 10001 (no compilers,
@@ -28,7 +30,8 @@ RUN /opt/recops/bin/pip install --no-cache-dir --upgrade pip \
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="ghcr.io/recops/model-server:0.1.0" \
       org.opencontainers.image.source="https://github.com/recops/recops" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      com.amazonaws.sagemaker.capabilities.accept-bind-to-port="true"
 ENV PATH=/opt/recops/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp OPENBLAS_NUM_THREADS=1
 RUN groupadd --gid 10001 recops \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin recops

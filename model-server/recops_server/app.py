@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from fastapi import FastAPI, Path, Query
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from recops_model import Recommendations, UnknownCategory, recommend_batch
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,9 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .batcher import MicroBatcher
 from .errors import (
     InvalidInput,
+    MalformedJson,
     ModelNotReady,
     OutOfRange,
     UnknownCategoryInput,
+    UnsupportedMediaType,
     error_body,
     install_error_handlers,
 )
@@ -41,6 +45,8 @@ T = TypeVar("T")
 
 ROUTE_ONE = "/v1/recommendations/{user_id}"
 ROUTE_BATCH = "/v1/recommendations"
+ROUTE_PING = "/ping"  # SageMaker hosting: the health check
+ROUTE_INVOCATIONS = "/invocations"  # SageMaker hosting: the inference path
 
 
 # ------------------------------------------------------------------ API schema (OpenAPI) -----------
@@ -84,6 +90,16 @@ class BatchRequest(_Strict):
     requests: list[BatchItem] = Field(min_length=1)
 
 
+class SingleInvocation(_Strict):
+    """POST /invocations for one user: the parameters of GET /v1/recommendations/{user_id} as a JSON object."""
+
+    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, validation_alias=AliasChoices("user_id", "userId"))
+    k: int | None = Field(default=None, ge=1, le=MAX_K, description="default: the server's default k (10)")
+    exclude: list[Annotated[str, Field(max_length=MAX_ID_LENGTH)]] = Field(default_factory=list, max_length=MAX_EXCLUDE)
+    category: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    exclude_seen: bool = Field(default=True, validation_alias=AliasChoices("exclude_seen", "excludeSeen"))
+
+
 class BatchResponse(BaseModel):
     model: ModelRef
     results: list[UserRecommendations]
@@ -105,6 +121,53 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "A parameter is out of range or of the wrong type."},
     503: {"model": ErrorResponse, "description": "No model loaded yet, or overloaded (see Retry-After)."},
 }
+
+
+INVOCATIONS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        SingleInvocation.model_json_schema(ref_template="#/components/schemas/{model}"),
+                        {"$ref": "#/components/schemas/BatchRequest"},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json or application/<something>+json (parameters such as charset allowed)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def parse_invocation(content_type: str | None, raw: bytes) -> SingleInvocation | BatchRequest:
+    """The body of POST /invocations: a JSON object with ``requests`` is a batch (the POST /v1/recommendations
+    body), any other is one user's request. Bad input raises the error the client gets (415, 400, 422)."""
+    if not is_json_media_type(content_type):
+        got = f"Content-Type {content_type[:100]!r}" if content_type else "no Content-Type"
+        raise UnsupportedMediaType(
+            f"{ROUTE_INVOCATIONS} accepts application/json only, got {got}: send a JSON object with "
+            "Content-Type: application/json",
+            field="Content-Type",
+        )
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedJson(f"request body is not valid JSON: {exc}", field="body") from None
+    model: type[SingleInvocation] | type[BatchRequest] = (
+        BatchRequest if isinstance(body, dict) and "requests" in body else SingleInvocation
+    )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
 # ------------------------------------------------------------------ runtime state -----------------
@@ -222,11 +285,13 @@ def _route_of(scope: Scope) -> str:
     p = scope.get("path", "")
     if p.startswith("/v1/recommendations/"):
         return ROUTE_ONE
-    return p if p in (ROUTE_BATCH, "/healthz", "/readyz", "/metrics", "/v1/model") else "unmatched"
+    known = (ROUTE_BATCH, ROUTE_INVOCATIONS, ROUTE_PING, "/healthz", "/readyz", "/metrics", "/v1/model")
+    return p if p in known else "unmatched"
 
 
 class ObservabilityMiddleware:
-    """Latency/status metrics for every request; the concurrency limit (503 + Retry-After) for /v1;
+    """Latency/status metrics for every request; the concurrency limit (503 + Retry-After) for /v1 and
+    /invocations;
     the fast path of GET /v1/recommendations/{user_id} (see hotpath.py).
 
     Pure ASGI (no BaseHTTPMiddleware overhead). Probes and /metrics are never limited.
@@ -245,7 +310,7 @@ class ObservabilityMiddleware:
         start = time.perf_counter()
         method = scope["method"]
         path = scope["path"]
-        limited = path.startswith("/v1/")
+        limited = path.startswith("/v1/") or path == ROUTE_INVOCATIONS
         if limited and st.in_flight >= st.settings.max_concurrency:
             m.overload_rejections.inc()
             retry = st.settings.retry_after_seconds
@@ -376,12 +441,7 @@ def create_app(settings: ServerSettings | None = None, *, source: Source | None 
         category: Annotated[str | None, Query(max_length=MAX_ID_LENGTH, description="Only this category.")] = None,
         exclude_seen: Annotated[bool, Query(alias="excludeSeen", description="Drop items the user saw.")] = True,
     ) -> Response:
-        k = state.check_k(k, "k")
-        loaded = state.model()
-        if category is not None and category not in loaded.model.categories:
-            raise UnknownCategory(category, loaded.model.categories)
-        body = await state.one(loaded, OneQuery(user_id, k, tuple(exclude), category, exclude_seen))
-        return Response(body, media_type="application/json", headers={"X-Model-Version": loaded.version})
+        return await answer_one(user_id, k, exclude, category, exclude_seen)
 
     @app.post(
         ROUTE_BATCH,
@@ -391,6 +451,40 @@ def create_app(settings: ServerSettings | None = None, *, source: Source | None 
         tags=["recommendations"],
     )
     async def recommendations_batch(req: BatchRequest) -> Response:
+        return await answer_batch(req)
+
+    @app.post(
+        ROUTE_INVOCATIONS,
+        response_model=RecommendationResponse | BatchResponse,
+        responses={
+            **ERROR_RESPONSES,
+            415: {"model": ErrorResponse, "description": "The Content-Type is not application/json."},
+        },
+        summary="SageMaker hosting inference: one user's request or a batch (the body of POST /v1/recommendations)",
+        description='`{"user_id": "u1", "k": 10, "exclude": [], "category": null}` answers as '
+        'GET /v1/recommendations/{user_id}; `{"requests": [...]}` answers as POST /v1/recommendations.',
+        tags=["sagemaker"],
+        openapi_extra=INVOCATIONS_BODY,
+    )
+    async def invocations(request: Request) -> Response:
+        req = parse_invocation(request.headers.get("content-type"), await request.body())
+        if isinstance(req, BatchRequest):
+            return await answer_batch(req)
+        return await answer_one(req.user_id, req.k, req.exclude, req.category, req.exclude_seen)
+
+    async def answer_one(
+        user_id: str, k: int | None, exclude: Sequence[str], category: str | None, exclude_seen: bool
+    ) -> Response:
+        """GET /v1/recommendations/{user_id} (when the fast path did not answer) and one-user /invocations."""
+        k = state.check_k(k, "k")
+        loaded = state.model()
+        if category is not None and category not in loaded.model.categories:
+            raise UnknownCategory(category, loaded.model.categories)
+        body = await state.one(loaded, OneQuery(user_id, k, tuple(exclude), category, exclude_seen))
+        return Response(body, media_type="application/json", headers={"X-Model-Version": loaded.version})
+
+    async def answer_batch(req: BatchRequest) -> Response:
+        """POST /v1/recommendations and batch /invocations."""
         if len(req.requests) > settings.max_batch_requests:
             raise InvalidInput(
                 f"requests: at most {settings.max_batch_requests} entries per batch, got {len(req.requests)}",
@@ -445,13 +539,7 @@ def create_app(settings: ServerSettings | None = None, *, source: Source | None 
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get(
-        "/readyz",
-        summary="Readiness: a verified model is loaded (and the server is not draining)",
-        tags=["probes"],
-        responses={503: {"description": "No verified model loaded, or draining after SIGTERM."}},
-    )
-    async def readyz() -> Response:
+    def readiness() -> JSONResponse:
         store = state.store
         ready = bool(store and store.current) and not state.draining
         body: dict[str, Any] = {
@@ -463,6 +551,28 @@ def create_app(settings: ServerSettings | None = None, *, source: Source | None 
         if not ready:
             body["reason"] = "Draining" if state.draining else "NoModel"
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    not_ready: dict[int | str, dict[str, Any]] = {
+        503: {"description": "No verified model loaded, or draining after SIGTERM."}
+    }
+
+    @app.get(
+        "/readyz",
+        summary="Readiness: a verified model is loaded (and the server is not draining)",
+        tags=["probes"],
+        responses=not_ready,
+    )
+    async def readyz() -> Response:
+        return readiness()
+
+    @app.get(
+        ROUTE_PING,
+        summary="SageMaker hosting health check: the same answer as /readyz",
+        tags=["sagemaker"],
+        responses=not_ready,
+    )
+    async def ping() -> Response:
+        return readiness()
 
     @app.get("/metrics", summary="Prometheus metrics", tags=["probes"], response_class=Response)
     async def metrics_endpoint() -> Response:

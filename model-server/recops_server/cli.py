@@ -1,7 +1,14 @@
 """``recops-serve``: run the model server, or verify a model directory.
 
-    recops-serve [serve] [--model-uri URI] [--host H] [--port P]    settings also from RECOPS_* env
+    recops-serve [--model-uri URI] [--host H] [--port P]            settings also from RECOPS_* env
+    recops-serve serve [--model-uri URI] [--host H] [--port P]      SageMaker hosting (`docker run IMAGE serve`)
     recops-serve verify DIR                                          exit 0 valid, 2 refused
+
+`serve` is how SageMaker starts a hosting container. It serves the same app (GET /ping and
+POST /invocations are always there) and adds SageMaker's side of the contract: the port is
+SAGEMAKER_BIND_TO_PORT when SageMaker sets it (else RECOPS_PORT, else 8080, on 0.0.0.0 unless
+RECOPS_HOST says otherwise), and without RECOPS_MODEL_URI the model is SageMaker's model data in
+/opt/ml/model (the endpoint's ModelDataUrl, unpacked there). Flags win over both.
 
 Exit codes: 0 clean shutdown, 2 invalid settings or a refused model (verify), 1 unexpected.
 SIGTERM: readyz turns 503 at once; the server keeps serving for RECOPS_DRAIN_SECONDS (so load
@@ -14,8 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
+from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -73,7 +83,23 @@ def _server_class() -> Any:
     return DrainingServer
 
 
-def serve(argv: list[str]) -> int:
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+
+
+def sagemaker_overrides(environ: Mapping[str, str], model_dir_present: bool) -> dict[str, Any]:
+    """Settings that `recops-serve serve` (SageMaker's container argument) takes from SageMaker's contract."""
+    out: dict[str, Any] = {}
+    port = environ.get("SAGEMAKER_BIND_TO_PORT", "").strip()
+    if port:
+        if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+            raise ValueError(f"SAGEMAKER_BIND_TO_PORT={port!r} is not a TCP port (1..65535)")
+        out["port"] = int(port)
+    if not environ.get("RECOPS_MODEL_URI") and model_dir_present:
+        out["model_uri"] = SAGEMAKER_MODEL_DIR
+    return out
+
+
+def serve(argv: list[str], *, sagemaker: bool = False) -> int:
     parser = argparse.ArgumentParser(prog="recops-serve", description="Serve a Recops model over HTTP.")
     parser.add_argument("--model-uri", help="model dir, models:/<name>@<alias> or models:/<name>/<version>")
     parser.add_argument("--host")
@@ -85,6 +111,8 @@ def serve(argv: list[str]) -> int:
 
     overrides = {k: v for k, v in {"model_uri": args.model_uri, "host": args.host, "port": args.port}.items() if v}
     try:
+        if sagemaker:
+            overrides = {**sagemaker_overrides(os.environ, Path(SAGEMAKER_MODEL_DIR).is_dir()), **overrides}
         settings = ServerSettings(**overrides)
         make_source(settings.model_uri, settings.model_name, settings.download_dir, settings.model_version)
     except (ValidationError, ValueError) as exc:
@@ -118,8 +146,6 @@ def verify(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="recops-serve verify", description="Verify a model directory.")
     parser.add_argument("path")
     args = parser.parse_args(argv)
-    from pathlib import Path
-
     from recops_model import ModelRejected, load_model
 
     from .model_store import locate_model_dir
@@ -149,10 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "verify":
         return verify(argv[1:])
-    if argv and argv[0] == "serve":
-        argv = argv[1:]
+    sagemaker = bool(argv) and argv[0] == "serve"
     try:
-        return serve(argv)
+        return serve(argv[1:] if sagemaker else argv, sagemaker=sagemaker)
     except KeyboardInterrupt:  # pragma: no cover
         return 0
 

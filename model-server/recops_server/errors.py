@@ -38,6 +38,15 @@ class UnknownCategoryInput(InvalidInput):
     reason = "UnknownCategory"
 
 
+class MalformedJson(InvalidInput):
+    reason = "MalformedJson"
+
+
+class UnsupportedMediaType(ServerError):
+    status = 415
+    reason = "UnsupportedMediaType"
+
+
 class ModelNotReady(ServerError):
     status = 503
     reason = "ModelNotReady"

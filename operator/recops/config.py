@@ -62,6 +62,9 @@ class Config:
                                                                    default="DISABLED").upper())
     # CloudWatch Logs group for task logs (awslogs driver); empty sends no logs anywhere.
     ecs_log_group: str = field(default_factory=lambda: _env("RECOPS_ECS_LOG_GROUP"))
+    # The ELB target group each ECS model server registers with, as a name template with {namespace} and {name}
+    # (the platform engineer creates it: target type ip, health check /readyz, on a listener); empty: none.
+    ecs_target_group_name: str = field(default_factory=lambda: _env("RECOPS_ECS_TARGET_GROUP_NAME"))
     sagemaker_role_arn: str = field(default_factory=lambda: _env("RECOPS_SAGEMAKER_ROLE_ARN"))
     sagemaker_training_instance_type: str = field(default_factory=lambda: _env(
         "RECOPS_SAGEMAKER_TRAINING_INSTANCE_TYPE", default="ml.m5.large"))
@@ -82,6 +85,8 @@ class Config:
             required["RECOPS_ECS_EXECUTION_ROLE_ARN"] = bool(self.ecs_execution_role_arn)
             required["RECOPS_ECS_ASSIGN_PUBLIC_IP (ENABLED or DISABLED)"] = \
                 self.ecs_assign_public_ip in ("ENABLED", "DISABLED")
+            required["RECOPS_ECS_TARGET_GROUP_NAME (empty, or a template with {name}, e.g. {namespace}-{name})"] = \
+                not self.ecs_target_group_name or "{name}" in self.ecs_target_group_name
         if backend == "sagemaker":
             required["RECOPS_SAGEMAKER_ROLE_ARN"] = bool(self.sagemaker_role_arn)
         return [name for name, ok in required.items() if not ok]

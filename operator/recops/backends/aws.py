@@ -38,6 +38,7 @@ OVERRIDES_LIMIT = 8192  # ECS: bytes of a RunTask's overrides
 HYPERPARAMETER_LIMIT = 2500  # SageMaker: characters of one hyperparameter value
 JOB_CONTAINER, SERVER_CONTAINER = "job", "server"
 SAGEMAKER_PORT = 8080  # SageMaker hosting sends /ping and /invocations to this port
+SAGEMAKER_ENV_LIMIT = 1024  # SageMaker: characters of one container Environment value
 # Fargate task sizes: CPU units -> (smallest, largest, step) memory in MiB.
 FARGATE_SIZES = {256: (512, 2048, 512), 512: (1024, 4096, 1024), 1024: (2048, 8192, 1024),
                  2048: (4096, 16384, 1024), 4096: (8192, 30720, 1024), 8192: (16384, 61440, 4096),
@@ -228,6 +229,30 @@ def same_task_definition(desired: Mapping[str, Any], existing: Mapping[str, Any]
     return all(k in want or not have.get(k) for k in ("logConfiguration", "secrets", "healthCheck", "portMappings"))
 
 
+def target_group_name(template: str, owner: Owner) -> str:
+    """The target group of one owner's ECS model server: RECOPS_ECS_TARGET_GROUP_NAME filled in."""
+    name = template.replace("{namespace}", owner.namespace).replace("{name}", owner.name)
+    if not re.fullmatch(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,30}[a-zA-Z0-9])?", name):
+        raise BackendUnavailable(f"RECOPS_ECS_TARGET_GROUP_NAME={template!r} gives {name!r} for {owner.namespace}/"
+                                 f"{owner.name}; a target group name is 1-32 letters, digits and inner hyphens: "
+                                 "shorten the template (or the object's name)")
+    return name
+
+
+def service_load_balancers(group: Mapping[str, Any] | None, name: str, port: int) -> list[dict[str, Any]]:
+    """CreateService/UpdateService `loadBalancers` for a described target group (None: no load balancer)."""
+    if group is None:
+        return []
+    fix = (f"create target group {name} with target type ip and health check path /readyz and attach it to a load "
+           "balancer listener, or unset RECOPS_ECS_TARGET_GROUP_NAME")
+    if group.get("TargetType") != "ip":
+        raise BackendUnavailable(f"the target group {name} has target type {group.get('TargetType')!r}; Fargate "
+                                 f"tasks (awsvpc) register by IP: {fix}")
+    if not group.get("LoadBalancerArns"):
+        raise BackendUnavailable(f"the target group {name} is attached to no load balancer (ECS refuses it): {fix}")
+    return [{"targetGroupArn": group["TargetGroupArn"], "containerName": SERVER_CONTAINER, "containerPort": port}]
+
+
 def run_overrides(request: JobRequest, result: str, endpoint_url: str) -> dict[str, Any]:
     """RunTask `overrides`: the run's own config, result location and deadline (no credentials)."""
     env = {"RECOPS_CONFIG_JSON": json.dumps(request.config, separators=(",", ":"), sort_keys=True),
@@ -330,16 +355,27 @@ def training_observation(job: Mapping[str, Any], result: Mapping[str, Any] | Non
     return JobObservation(state, started, None, result, str(job.get("SecondaryStatus") or ""))
 
 
+def endpoint_environment(request: ServingRequest) -> dict[str, str]:
+    """The model container's Environment. SageMaker starts the image as `recops-serve serve`; the server reads
+    RECOPS_MODEL_URI (models:/<name>@<alias>) from MLFLOW_TRACKING_URI with RECOPS_MODEL_VERSION pinning the
+    version this model was made for, and listens where SageMaker sends /ping and /invocations (0.0.0.0:8080)."""
+    env = {**request.env, "RECOPS_HOST": "0.0.0.0", "RECOPS_PORT": str(SAGEMAKER_PORT)}  # noqa: S104 (a container)
+    if request.version:
+        env["RECOPS_MODEL_VERSION"] = request.version
+    for name, value in env.items():
+        if len(value) > SAGEMAKER_ENV_LIMIT:
+            raise BackendUnavailable(f"{name} is {len(value)} characters; a SageMaker container Environment value "
+                                     f"holds at most {SAGEMAKER_ENV_LIMIT}: shorten the spec field it comes from")
+    return dict(sorted(env.items()))
+
+
 def endpoint_plan(config: Config, request: ServingRequest) -> dict[str, Any]:
     """Model, endpoint config and endpoint for one model version: a new version is a new config to roll to."""
     refuse_secrets(request.secret_env, "endpoints")
     owner = request.owner
     prefix = owner_prefix(owner)
     version = re.sub(r"[^a-zA-Z0-9]", "", request.version or "")[:8] or "0"
-    env = {**request.env, "RECOPS_PORT": str(SAGEMAKER_PORT)}
-    if request.version:
-        env["RECOPS_MODEL_VERSION"] = request.version
-    container = {"Image": request.image, "Environment": dict(sorted(env.items()))}
+    container = {"Image": request.image, "Environment": endpoint_environment(request)}
     model = {"ExecutionRoleArn": config.sagemaker_role_arn, "PrimaryContainer": container}
     if vpc := vpc_config(config):
         model["VpcConfig"] = vpc
@@ -443,7 +479,8 @@ def _snake(operation: str) -> str:
 # -- ECS -------------------------------------------------------------------------------------------------------------
 
 class EcsBackend(_AwsBackend):
-    """FeaturePipeline runs as Fargate tasks; model servers as an ECS service (no load balancer is managed)."""
+    """FeaturePipeline runs as Fargate tasks; model servers as an ECS service (registered with an existing target
+    group when RECOPS_ECS_TARGET_GROUP_NAME is set; the load balancer itself is not managed)."""
 
     name = "ecs"
 
@@ -553,18 +590,51 @@ class EcsBackend(_AwsBackend):
                 raise BackendUnavailable(f"the ECS service {name} is still being deleted; retrying")
         return None
 
+    def _target_group(self, owner: Owner) -> tuple[str, dict[str, Any] | None]:
+        """(name, description) of the owner's target group; ("", None) when RECOPS_ECS_TARGET_GROUP_NAME is unset."""
+        if not self.config.ecs_target_group_name:
+            return "", None
+        name = target_group_name(self.config.ecs_target_group_name, owner)
+        got = self.call("elbv2", "DescribeTargetGroups", ("TargetGroupNotFound",), Names=[name])
+        groups = (got or {}).get("TargetGroups") or []
+        if not groups:
+            raise BackendUnavailable(f"the target group {name} (RECOPS_ECS_TARGET_GROUP_NAME) does not exist: create "
+                                     "it with target type ip and health check path /readyz on a load balancer "
+                                     "listener, or unset RECOPS_ECS_TARGET_GROUP_NAME")
+        return name, dict(groups[0])
+
     def apply(self, request: ServingRequest) -> None:
         arn = self.ensure_task_definition(server_task_definition(self.config, request))
         name = owner_prefix(request.owner)
+        group_name, group = self._target_group(request.owner)
+        balancers = service_load_balancers(group, group_name, request.port)
+        grace = {"healthCheckGracePeriodSeconds": 60} if balancers else {}  # the model loads before /readyz is 200
         current = self._service(name)
         if current is None:
             self.ecs("CreateService", serviceName=name, taskDefinition=arn, desiredCount=request.replicas,
                      launchType="FARGATE", networkConfiguration=network(self.config), propagateTags="SERVICE",
                      deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200,
                                               "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
-                     tags=[{"key": k, "value": v} for k, v in owner_tags(request.owner).items()])
-        elif current.get("taskDefinition") != arn or current.get("desiredCount") != request.replicas:
-            self.ecs("UpdateService", service=name, taskDefinition=arn, desiredCount=request.replicas)
+                     tags=[{"key": k, "value": v} for k, v in owner_tags(request.owner).items()],
+                     **({"loadBalancers": balancers} if balancers else {}), **grace)
+            return
+        moved = {} if _covers(balancers, current.get("loadBalancers") or []) else {"loadBalancers": balancers}
+        if moved or current.get("taskDefinition") != arn or current.get("desiredCount") != request.replicas:
+            self.ecs("UpdateService", service=name, taskDefinition=arn, desiredCount=request.replicas, **moved,
+                     **grace)
+
+    def _url(self, svc: Mapping[str, Any]) -> str | None:
+        """http://<DNS name> of the load balancer in front of the service's target group, if any."""
+        groups = [b["targetGroupArn"] for b in svc.get("loadBalancers") or [] if b.get("targetGroupArn")]
+        if not groups:
+            return None
+        got = self.call("elbv2", "DescribeTargetGroups", ("TargetGroupNotFound",), TargetGroupArns=groups[:1])
+        lbs = [a for g in (got or {}).get("TargetGroups") or [] for a in g.get("LoadBalancerArns") or []]
+        if not lbs:
+            return None
+        found = self.call("elbv2", "DescribeLoadBalancers", ("LoadBalancerNotFound",), LoadBalancerArns=lbs[:1])
+        dns = next((lb.get("DNSName") for lb in (found or {}).get("LoadBalancers") or []), None)
+        return f"http://{dns}" if dns else None
 
     def observe_serving(self, owner: Owner, name: str, desired_replicas: int = 1) -> ServingObservation | None:
         svc = self._service(owner_prefix(owner))
@@ -586,7 +656,7 @@ class EcsBackend(_AwsBackend):
         failed = primary.get("rolloutState") == "FAILED"
         return ServingObservation(desired_replicas=desired, replicas=int(svc.get("runningCount") or 0),
                                   ready_replicas=healthy, updated_replicas=int(primary.get("runningCount") or 0),
-                                  url=None, served_version=version, model_loaded=healthy >= 1,
+                                  url=self._url(svc), served_version=version, model_loaded=healthy >= 1,
                                   message=str(primary.get("rolloutStateReason") or "") if failed else "")
 
     def delete(self, owner: Owner, name: str) -> None:
@@ -602,8 +672,8 @@ MISSING = ("Could not find", "ResourceNotFound", "Requested resource not found")
 
 
 class SageMakerBackend(_AwsBackend):
-    """TrainingRun jobs as SageMaker training jobs; model servers as a real-time endpoint (the image must answer
-    SageMaker's /ping and /invocations on port 8080)."""
+    """TrainingRun jobs as SageMaker training jobs; model servers as a real-time endpoint (the model-server image
+    answers SageMaker's /ping and /invocations on port 8080 when started as `recops-serve serve`)."""
 
     name = "sagemaker"
 

@@ -69,3 +69,17 @@ def run_like_ecs(aws: Aws, task_arn: str, extra_env: dict[str, str], cwd: Path) 
 
 def as_json(value: Any) -> str:
     return json.dumps(value, default=str)
+
+
+def run_like_sagemaker(aws: Aws, model_name: str, port: int, cwd: Path) -> subprocess.Popen[bytes]:
+    """Do what SageMaker hosting would do with a Model the emulator only records: start its image's program as
+    `docker run IMAGE serve` would (the model-server image's entrypoint `recops-serve` with the argument `serve`)
+    with the Model's container Environment, on this machine. Two changes keep it on this machine: RECOPS_HOST
+    puts it on loopback instead of 0.0.0.0, and SAGEMAKER_BIND_TO_PORT (which SageMaker itself sets for
+    multi-container endpoints) moves it from 8080 to `port`. Its output goes to cwd/serve.log."""
+    model = aws.client("sagemaker").describe_model(ModelName=model_name)
+    env = {"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "HOME": str(cwd), "OPENBLAS_NUM_THREADS": "1",
+           **model["PrimaryContainer"]["Environment"], "RECOPS_HOST": "127.0.0.1", "SAGEMAKER_BIND_TO_PORT": str(port)}
+    with open(cwd / "serve.log", "wb") as log:
+        return subprocess.Popen([str(Path(VENV_BIN) / "recops-serve"), "serve"], env=env, cwd=cwd, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)

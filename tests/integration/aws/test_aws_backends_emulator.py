@@ -205,6 +205,52 @@ def test_ecs_service_created_rolled_out_and_deleted_on_emulator(aws: Aws) -> Non
     assert _revisions(aws, family) == {"ACTIVE": [], "INACTIVE": []}
 
 
+def test_ecs_service_registers_with_its_target_group_on_emulator(aws: Aws) -> None:
+    """RECOPS_ECS_TARGET_GROUP_NAME on the emulator: moto's ELBv2 holds the load balancer, listener and target group
+    and its ECS records the service's `loadBalancers`; it registers no targets (it starts no task), so what is
+    checked is the service's configuration, the errors and the URL, not traffic."""
+    owner = _owner("RecommenderDeployment")
+    ec2, elb, ecs = aws.client("ec2"), aws.client("elbv2"), aws.client("ecs")
+    (subnet,) = ec2.describe_subnets(SubnetIds=list(aws.config.aws_subnets))["Subnets"]
+    other_zone = next(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]
+                      if z["ZoneName"] != subnet["AvailabilityZone"])
+    second = ec2.create_subnet(VpcId=subnet["VpcId"], CidrBlock="10.0.2.0/24",
+                               AvailabilityZone=other_zone)["Subnet"]["SubnetId"]
+    tag = aws.config.ecs_cluster.removeprefix("recops-")  # unique per test; target group names are per region
+    group_name = f"t{tag}-{owner.name}"
+    backend = EcsBackend(dataclasses.replace(aws.config, ecs_target_group_name=f"t{tag}-{{name}}"))
+    service = backends.owner_prefix(owner)
+    request = _serving_request(owner, "1")
+
+    with pytest.raises(BackendUnavailable, match=f"the target group {group_name} .* does not exist"):
+        backend.apply(request)
+    group = elb.create_target_group(Name=group_name, Protocol="HTTP", Port=8080, VpcId=subnet["VpcId"],
+                                    TargetType="ip", HealthCheckPath="/readyz")["TargetGroups"][0]
+    with pytest.raises(BackendUnavailable, match=f"the target group {group_name} is attached to no load balancer"):
+        backend.apply(request)
+    assert backend.observe_serving(owner, request.name) is None  # refused before the service was created
+
+    lb = elb.create_load_balancer(Name=f"t{tag}", Subnets=[subnet["SubnetId"], second],
+                                  Type="application")["LoadBalancers"][0]
+    elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
+                        DefaultActions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}])
+    backend.apply(request)
+    backend.apply(request)
+    svc = ecs.describe_services(cluster=aws.config.ecs_cluster, services=[service])["services"][0]
+    assert svc["loadBalancers"] == [{"targetGroupArn": group["TargetGroupArn"], "containerName": "server",
+                                     "containerPort": 8080}]
+    obs = backend.observe_serving(owner, request.name)
+    assert obs is not None and obs.url == f"http://{lb['DNSName']}" and obs.ready_replicas == 0
+
+    plain = EcsBackend(aws.config)  # the setting removed: the service leaves the target group
+    plain.apply(request)
+    svc = ecs.describe_services(cluster=aws.config.ecs_cluster, services=[service])["services"][0]
+    assert svc["loadBalancers"] == []
+    obs = plain.observe_serving(owner, request.name)
+    assert obs is not None and obs.url is None
+    plain.delete(owner, request.name)
+
+
 def _owned(aws: Aws, owner: Owner) -> dict[str, list[str]]:
     sm, prefix = aws.client("sagemaker"), backends.owner_prefix(owner)
     return {"endpoints": [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]

@@ -66,10 +66,17 @@ class ServerProcess:
 
 
 def launch_server(
-    env: dict[str, str], log_dir: Path, ready_timeout: float = 60, taskset: str | None = None
+    env: dict[str, str],
+    log_dir: Path,
+    ready_timeout: float = 60,
+    taskset: str | None = None,
+    args: tuple[str, ...] = (),
+    port: int | None = None,
 ) -> ServerProcess:
-    """`python -m recops_server.cli` on a free loopback port with RECOPS_* env; waits for /readyz."""
-    port = free_port()
+    """`python -m recops_server.cli [args]` on a free loopback port with RECOPS_* env; waits for /readyz.
+
+    ``port``: where the server is expected to listen when ``env`` or ``args`` move it away from RECOPS_PORT."""
+    port = port or free_port()
     log_path = log_dir / f"server-{port}.log"
     full_env = {
         **os.environ,
@@ -79,7 +86,7 @@ def launch_server(
         "OPENBLAS_NUM_THREADS": "1",
         **env,
     }
-    cmd = [sys.executable, "-m", "recops_server.cli"]
+    cmd = [sys.executable, "-m", "recops_server.cli", *args]
     if taskset and shutil.which("taskset"):
         cmd = ["taskset", "-c", taskset, *cmd]
     with open(log_path, "wb") as log:

@@ -57,4 +57,4 @@ def test_no_server_errors(api_schema) -> None:  # type: ignore[no-untyped-def]
 
 def test_schema_lists_our_operations(api_schema) -> None:  # type: ignore[no-untyped-def]
     paths = {op.path for op in (r.ok() for r in api_schema.get_all_operations())}
-    assert {"/v1/recommendations/{user_id}", "/v1/recommendations"} <= paths
+    assert {"/v1/recommendations/{user_id}", "/v1/recommendations", "/invocations", "/ping"} <= paths

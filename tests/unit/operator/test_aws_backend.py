@@ -5,6 +5,7 @@ No AWS and no emulator here: tests/integration/aws/ runs the same code against m
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -357,3 +358,66 @@ def test_runner_reads_the_config_from_env_or_sagemaker_hyperparameters(tmp_path:
     with pytest.raises(ValueError, match="RECOPS_RESULT_URI"):
         aws_runner.split_s3("/tmp/result.json")
     assert aws_runner.main([]) == 2
+
+
+def test_endpoint_environment_makes_the_server_load_the_pinned_mlflow_version_on_sagemakers_port() -> None:
+    """The model container's Environment, built from a real spec the way reconcile builds it, read back by the
+    model server's own settings as `recops-serve serve` (SageMaker's container argument) reads them."""
+    from recops.api import RecommenderDeploymentSpec
+    from recops.controllers import recommenderdeployment as rd
+    from recops_server.cli import sagemaker_overrides
+    from recops_server.model_store import RegistrySource, make_source
+    from recops_server.settings import ServerSettings
+
+    owner = Owner(kind="RecommenderDeployment", name="shop", namespace="team-a", uid=OWNER.uid, generation=1)
+    spec = RecommenderDeploymentSpec.model_validate({
+        "backend": "sagemaker", "port": 9000, "serving": {"defaultK": 20},
+        "model": {"name": "recs", "alias": "champion", "trackingUri": "https://mlflow.example.com"}})
+    request = ServingRequest(owner=owner, name="serve-shop", env=rd.server_env(spec, owner), image=spec.image,
+                             version="7")
+    env = aws.endpoint_plan(CONFIG, request)["model"]["PrimaryContainer"]["Environment"]
+    assert env == aws.endpoint_environment(request)
+    assert {k: env[k] for k in ("MLFLOW_TRACKING_URI", "RECOPS_MODEL_URI", "RECOPS_MODEL_VERSION", "RECOPS_HOST",
+                                "RECOPS_PORT", "RECOPS_DEPLOYMENT", "RECOPS_DEFAULT_K")} == {
+        "MLFLOW_TRACKING_URI": "https://mlflow.example.com", "RECOPS_MODEL_URI": "models:/recs@champion",
+        "RECOPS_MODEL_VERSION": "7", "RECOPS_HOST": "0.0.0.0", "RECOPS_PORT": "8080",  # not spec.port: SageMaker's
+        "RECOPS_DEPLOYMENT": "team-a/shop", "RECOPS_DEFAULT_K": "20"}
+    assert all(re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", k) for k in env)  # SageMaker's key pattern
+
+    server_env = {k.removeprefix("RECOPS_").lower(): v for k, v in env.items() if k.startswith("RECOPS_")}
+    settings = ServerSettings(**server_env, **sagemaker_overrides(env, model_dir_present=True))
+    assert (settings.host, settings.port, settings.default_k) == ("0.0.0.0", 8080, 20)
+    source = make_source(settings.model_uri, settings.model_name, settings.download_dir, settings.model_version)
+    assert isinstance(source, RegistrySource)
+    assert (source.registered_name, source.pinned) == ("recs", "7")  # exactly the version this model was made for
+
+    with pytest.raises(BackendUnavailable, match=r"MLFLOW_TRACKING_URI is 1[0-9]{3} characters.*at most 1024"):
+        aws.endpoint_environment(dataclasses.replace(request, env={**request.env,
+                                                                   "MLFLOW_TRACKING_URI": "https://" + "m" * 1100}))
+
+
+def test_ecs_target_group_name_and_load_balancers() -> None:
+    owner = Owner(kind="RecommenderDeployment", name="shop", namespace="team-a", uid=OWNER.uid, generation=1)
+    assert aws.target_group_name("{namespace}-{name}", owner) == "team-a-shop"
+    assert aws.target_group_name("recops-{name}", owner) == "recops-shop"
+    for template in ("{namespace}-{name}-" + "x" * 30, "{name}.{namespace}", "-{name}"):
+        with pytest.raises(BackendUnavailable, match=r"RECOPS_ECS_TARGET_GROUP_NAME=.*1-32 letters, digits and inner"):
+            aws.target_group_name(template, owner)
+
+    group = {"TargetGroupArn": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/team-a-shop/abc",
+             "TargetType": "ip", "LoadBalancerArns": ["arn:aws:elasticloadbalancing:eu-west-1:1:loadbalancer/app/x/y"]}
+    assert aws.service_load_balancers(None, "", 8080) == []
+    assert aws.service_load_balancers(group, "team-a-shop", 9000) == [
+        {"targetGroupArn": group["TargetGroupArn"], "containerName": "server", "containerPort": 9000}]
+    with pytest.raises(BackendUnavailable, match=r"target group team-a-shop has target type 'instance'.*by IP"):
+        aws.service_load_balancers({**group, "TargetType": "instance"}, "team-a-shop", 8080)
+    with pytest.raises(BackendUnavailable, match=r"team-a-shop is attached to no load balancer.*unset RECOPS_ECS"):
+        aws.service_load_balancers({**group, "LoadBalancerArns": []}, "team-a-shop", 8080)
+
+
+def test_a_target_group_template_without_the_name_is_a_missing_setting() -> None:
+    shared = dataclasses.replace(CONFIG, ecs_target_group_name="recops-models")  # every deployment in one group
+    assert shared.missing_settings("ecs") == [
+        "RECOPS_ECS_TARGET_GROUP_NAME (empty, or a template with {name}, e.g. {namespace}-{name})"]
+    assert dataclasses.replace(CONFIG, ecs_target_group_name="{namespace}-{name}").missing_settings("ecs") == []
+    assert shared.missing_settings("sagemaker") == []
