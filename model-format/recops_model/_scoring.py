@@ -175,6 +175,94 @@ def _result(
     )
 
 
+def _mask_seen(model: RecModel, scores: np.ndarray, rows: np.ndarray) -> None:
+    """Set every (row, item the row's user has seen) score to -inf: one scatter for the whole block."""
+    indptr, indices = model.seen.indptr, model.seen.indices
+    if rows.shape[0] < 4:  # a scatter per row is cheaper than building the block's index arrays
+        for j, row in enumerate(rows.tolist()):
+            scores[j, indices[indptr[row] : indptr[row + 1]]] = _NEG_INF
+        return
+    starts = indptr[rows]
+    lens = indptr[rows + 1] - starts
+    total = int(lens.sum())
+    if not total:
+        return
+    # positions in ``indices``: row j's run starts[j] .. starts[j] + lens[j], concatenated
+    ends = np.cumsum(lens)
+    pos = np.arange(total) + np.repeat(starts - (ends - lens), lens)
+    scores[np.repeat(np.arange(rows.shape[0]), lens), indices[pos]] = _NEG_INF
+
+
+def _group_size(n: int, m: int) -> int:
+    """Items per strided group: about ``n / m``, preferring a divisor of ``n`` (no tail to visit)."""
+    g = n // m
+    for d in (0, 1, -1, 2, -2):
+        if g + d > 0 and n % (g + d) == 0 and n // (g + d) >= m // 2:
+            return g + d
+    return g
+
+
+def _topk_block(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top-k of every row of a C-contiguous block (users x items), best first, ties by lower item index:
+    for each row exactly what ``_topk_1d`` returns. ``None`` where ``_topk_1d`` should answer instead
+    (small catalogues, NaN scores, rows masked almost entirely, heavy ties).
+
+    Items fall into ``G`` strided groups (item ``j + G*i`` in group ``j``; the last ``n - g*G`` items,
+    fewer than ``g``, in none: the tail). The k-th largest of ``4k`` maxima of unions of groups is a
+    lower bound ``t`` of a row's k-th largest score: k disjoint sets of items each hold one at least as
+    large. Every item scoring ``>= t`` lies in a group whose maximum is ``>= t`` (or in the tail), so
+    the candidates come from those few groups (about k per row) without another pass over the row;
+    sorting them by (row, -score, item) orders each row's top-k exactly as ``_topk_1d`` does."""
+    b, n = scores.shape
+    m = max(4 * k, int(2.0 * np.sqrt(n * k)))
+    if k >= n or 2 * m >= n or not scores.flags.c_contiguous:
+        return None
+    g = _group_size(n, m)
+    groups = n // g
+    top_groups = 4 * k
+    if groups < top_groups:
+        return None
+    head = scores[:, : g * groups].reshape(b, g, groups)  # a view: head[r, i, j] = scores[r, j + groups*i]
+    gmax = head.max(axis=1)
+    if np.isnan(gmax).any():  # NaN would hide a group's other items; _topk_1d decides as it always did
+        return None
+    unions = gmax[:, : (groups // top_groups) * top_groups].reshape(b, -1, top_groups).max(axis=1)
+    t = np.sort(unions, axis=1)[:, top_groups - k]
+    if not np.isfinite(t).all():  # most of a row masked (-inf): _topk_1d's exact path
+        return None
+    r, j = np.nonzero(gmax >= t[:, None])
+    if r.shape[0] > 8 * k * b:  # heavy ties: many groups reach t
+        return None
+    vals = head[r, :, j]  # (selected groups, g)
+    hit_p, hit_i = np.nonzero(vals >= t[r, None])
+    rows, items, vals = r[hit_p], j[hit_p] + groups * hit_i, vals[hit_p, hit_i]
+    if g * groups < n:
+        tail = scores[:, g * groups :]
+        tr, ti = np.nonzero(tail >= t[:, None])
+        rows = np.concatenate([rows, tr])
+        items = np.concatenate([items, ti + g * groups])
+        vals = np.concatenate([vals, tail[tr, ti]])
+    order = np.lexsort((items, -vals, rows))
+    starts = np.searchsorted(rows[order], np.arange(b + 1))
+    if int((starts[1:] - starts[:-1]).min()) < k:  # a row with fewer than k candidates (t bounds: cannot happen)
+        return None
+    sel = order[starts[:-1, None] + np.arange(k)]
+    return items[sel], vals[sel]
+
+
+def _topk_results(model: RecModel, user_ids: Sequence[str | None], scores: np.ndarray, k: int) -> list[Recommendations]:
+    """``_result(model, u, *_topk_1d(row, k), False, None)`` for every row of ``scores`` (users x items),
+    with a few numpy calls per block instead of per row where ``_topk_block`` can answer."""
+    block = _topk_block(scores, k) if scores.shape[0] > 1 else None
+    if block is None:
+        return [_result(model, u, *_topk_1d(scores[j], k), False, None) for j, u in enumerate(user_ids)]
+    top, top_vals = block
+    if not np.isfinite(top_vals).all():
+        return [_result(model, u, top[j], top_vals[j], False, None) for j, u in enumerate(user_ids)]
+    ids, score_lists, idx_lists = model.item_ids[top].tolist(), top_vals.tolist(), top.tolist()
+    return [Recommendations(u, ids[j], score_lists[j], False, None, idx_lists[j]) for j, u in enumerate(user_ids)]
+
+
 def recommend_batch(
     model: RecModel,
     user_ids: Sequence[str | None],
@@ -222,17 +310,15 @@ def recommend_batch(
                 if not scores.flags.writeable or scores.dtype != np.float32:
                     scores = np.array(scores, dtype=np.float32)
                 if exclude_seen:
-                    indptr, indices = model.seen.indptr, model.seen.indices
-                    for j, row in enumerate(rows.tolist()):
-                        scores[j, indices[indptr[row] : indptr[row + 1]]] = _NEG_INF
+                    _mask_seen(model, scores, rows)
                 if excl.shape[0]:
                     scores[:, excl] = _NEG_INF
                 if not_cat is not None:
                     scores[:, not_cat] = _NEG_INF
-                for j in range(rows.shape[0]):
-                    pos = known_pos[start + j]
-                    top_idx, top_vals = _topk_1d(scores[j], k)
-                    results[pos] = _result(model, user_ids[pos], top_idx, top_vals, False, None)
+                positions = known_pos[start : start + rows.shape[0]]
+                recs = _topk_results(model, [user_ids[p] for p in positions], scores, k)
+                for pos, rec in zip(positions, recs, strict=True):
+                    results[pos] = rec
     return [r for r in results if r is not None]
 
 

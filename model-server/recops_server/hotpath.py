@@ -52,6 +52,10 @@ def parse_one(
     category: str | None = None
     exclude_seen = True
     if query_string:
+        digits = query_string[2:]
+        if query_string[:2] == b"k=" and 0 < len(digits) <= 4 and digits.isdigit() and not digits.startswith(b"0"):
+            k = int(digits)  # the common request, "k=<1 to 4 digits>" alone: the checks of the loop below
+            return None if k > max_k or k > MAX_K else OneQuery(user_id, k, (), None, True)
         seen_k = seen_cat = seen_es = False
         for key, value in _pairs(query_string.decode("latin-1")):
             if key == "k":

@@ -3,13 +3,16 @@ route templates, methods, status codes, model name/version, reasons. Never user 
 
 from __future__ import annotations
 
+import bisect
+import time
 from collections.abc import Iterable
-from typing import Any
+from itertools import accumulate
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -44,6 +47,51 @@ class PopularityHistogram(Collector):
         )
 
 
+class RequestMetrics(Collector):
+    """``recops_request_duration_seconds`` (histogram by route, method) and ``recops_requests`` (counter by
+    route, method, status): the samples a labelled ``Histogram`` and ``Counter`` expose (``_created``
+    included, in the same order), kept in plain lists. ``observe`` is called on the event loop thread only
+    (the ASGI middleware), so it skips the per-child locks and label checks of prometheus_client: a
+    quarter of their cost per request."""
+
+    def __init__(self, buckets: Iterable[float]) -> None:
+        self.bounds = tuple(float(b) for b in buckets)
+        self.le = [repr(b) for b in self.bounds] + ["+Inf"]  # as Histogram spells these bounds
+        self.counts: dict[tuple[str, str, str], list[float]] = {}  # -> [requests, created]
+        self.durations: dict[tuple[str, str], tuple[list[float], list[float]]] = {}  # -> (buckets, [sum, created])
+
+    def observe(self, route: str, method: str, status: str, seconds: float) -> None:
+        """Histogram.observe (the first bucket whose bound is >= seconds) and Counter.inc, exactly."""
+        count = self.counts.get((route, method, status))
+        if count is None:
+            count = self.counts[(route, method, status)] = [0.0, time.time()]
+        count[0] += 1.0
+        duration = self.durations.get((route, method))
+        if duration is None:
+            duration = self.durations[(route, method)] = ([0.0] * (len(self.bounds) + 1), [0.0, time.time()])
+        duration[0][bisect.bisect_left(self.bounds, seconds)] += 1.0
+        duration[1][0] += seconds
+
+    def collect(self) -> Iterable[Metric]:
+        hist = HistogramMetricFamily(
+            "recops_request_duration_seconds",
+            "Request latency by route template and method.",
+            labels=["route", "method"],
+        )
+        for (route, method), (buckets, (total, created)) in list(self.durations.items()):
+            hist.add_metric([route, method], list(zip(self.le, accumulate(buckets), strict=True)), total)
+            hist.samples.append(Sample(f"{hist.name}_created", {"route": route, "method": method}, created))
+        yield hist
+        counter = CounterMetricFamily(
+            "recops_requests",
+            "Requests by route template, method and status code.",
+            labels=["route", "method", "status"],
+        )
+        for (route, method, status), (n, created) in list(self.counts.items()):
+            counter.add_metric([route, method, status], n, created=created)
+        yield counter
+
+
 class Metrics:
     """The server's metrics. The request path uses ``observe_request`` and the pre-bound fallback
     children: ``labels()`` validates and locks on every call, a cached child is a dict lookup."""
@@ -51,19 +99,8 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.request_duration = Histogram(
-            "recops_request_duration_seconds",
-            "Request latency by route template and method.",
-            ["route", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.requests = Counter(
-            "recops_requests",
-            "Requests by route template, method and status code.",
-            ["route", "method", "status"],
-            registry=r,
-        )
+        self.request_metrics = RequestMetrics(LATENCY_BUCKETS)
+        r.register(self.request_metrics)
         self.scoring_batch_size = Histogram(
             "recops_scoring_batch_size",
             "Single-user requests scored together in one micro-batch (see batcher.py).",
@@ -118,15 +155,8 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.fallback_children = {reason: self.fallbacks.labels(reason) for reason in ("UnknownUser", "NoUser")}
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request and observe its latency (route is a template, never a raw path)."""
-        key = (route, method, status)
-        children = self._request_children.get(key)
-        if children is None:
-            children = (self.requests.labels(route, method, str(status)), self.request_duration.labels(route, method))
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.request_metrics.observe(route, method, str(status), seconds)
