@@ -31,8 +31,11 @@ Results: bench/results/scale.json and bench/results/scale.md. Run it under the l
     flock /tmp/recops-lab.lock .venv/bin/python bench/scale/bench_scale.py --sizes 1000
 or on a private control plane that no one else uses (its own state dir; the k8s components take free ports):
     RECOPS_LAB_DIR=/tmp/recops-bench-lab .venv/bin/python bench/scale/bench_scale.py --sizes 5000
-The proposed main.py / recops_drift changes the tuning needs are measured from a scratch copy:
-    bench/scale/make_scratch.sh /tmp/recops-scratch   # then --pythonpath tuned:/tmp/recops-scratch
+The resync timer (`tuning.resync_timer`/`run_resync` in main.py) and the lazy scipy import in recops_drift, once
+measured from a scratch copy as proposed.patch, are in the tree since 2026-11-29. A proposed change still outside
+the tree (proposed-events.patch, not applied) is measured from a scratch copy:
+    bench/scale/make_scratch.sh /tmp/recops-scratch bench/scale/proposed-events.patch
+    # then --pythonpath tuned:/tmp/recops-scratch
 Options: --sizes 1000,5000 --configs baseline,tuned --rounds 1 --latency-samples 200 --steady 60
          --env tuned:RECOPS_WORKERS=16 (extra environment per config) --pythonpath tuned:/tmp/scratch/operator
          --no-restart --no-client-floor --replicas 0 --keep-lab
@@ -950,9 +953,9 @@ def markdown(result: dict[str, Any]) -> str:
              f"Versions: {', '.join(f'{k} {v}' for k, v in result['versions'].items())}.", "",
              result["definition"], ""]
     if any("PYTHONPATH" in run.get("env", {}) for size in result["sizes"] for run in size["runs"]):
-        lines += ["PYTHONPATH in a configuration = a scratch copy of the operator with bench/scale/proposed.patch "
-                  "applied (bench/scale/make_scratch.sh): the changes to main.py and recops_drift that the tuning "
-                  "needs, measured before they land.", ""]
+        lines += ["PYTHONPATH in a configuration = a scratch copy of the operator with a proposed patch applied "
+                  "(bench/scale/make_scratch.sh): a change measured before it lands. Runs before 2026-11-29T10:00Z "
+                  "measured the resync timer and lazy scipy import that way; they are in the tree since.", ""]
     lines += [f"Note: {note}" for note in result.get("notes", [])] + ([""] if result.get("notes") else [])
     for size in result["sizes"]:
         s = size.get("summary") or summarize(size["recommenderdeployments"], size["floors"], size["runs"])

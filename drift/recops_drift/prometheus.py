@@ -21,9 +21,10 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import stats as S
+if TYPE_CHECKING:  # stats pulls in scipy (~70 MB): the operator imports this module only for rule_group
+    from . import stats as S
 
 DEFAULT_RUNBOOK = "https://github.com/recops/recops/blob/main/docs/runbooks/drift.md"
 
@@ -69,6 +70,8 @@ def families_from_result(
     checked_at: str | float | datetime | None = None,
 ) -> list[MetricFamily]:
     """A DriftResult or a result document (``recops-drift`` output) -> metric families."""
+    from . import stats as S
+
     share: float | None
     if isinstance(result, S.DriftResult):
         drifted, share, samples = result.drifted, result.score, result.samples

@@ -46,6 +46,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    # kopf retries a failed API request (a watch too) after 1, 1, 2, 3, 5, 8, 13, 21 s: after an API server outage
+    # the watches came back up to 21 s late (tests/reliability/test_apiserver_outage.py). At most 5 s apart.
+    settings.networking.error_backoffs = (1, 1, 2, 3, 5, 5, 5, 5, 5, 5, 5, 5)
     settings.execution.max_workers = 8
     tuning.apply(settings, CONFIG)
     if CONFIG.metrics_port:
@@ -65,8 +68,8 @@ def _register(plural: str) -> None:
     def handle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         reconcile.run(CTX, plural, body, patch)  # type: ignore[arg-type]
 
-    def timer(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        reconcile.run(CTX, plural, body, patch)  # type: ignore[arg-type]
+    async def timer(body: kopf.Body, patch: kopf.Patch, stopped: Any = None, **_: Any) -> None:
+        await tuning.run_resync(reconcile.run, CTX, plural, body, patch, stopped=stopped)
 
     def cleanup(body: kopf.Body, **_: Any) -> None:
         reconcile.cleanup(CTX, plural, body)  # type: ignore[arg-type]
@@ -74,8 +77,7 @@ def _register(plural: str) -> None:
     kopf.on.resume(GROUP, VERSION, plural, id="reconcile")(handle)
     kopf.on.create(GROUP, VERSION, plural, id="reconcile")(handle)
     kopf.on.update(GROUP, VERSION, plural, id="reconcile")(handle)
-    kopf.timer(GROUP, VERSION, plural, id="resync", interval=CONFIG.resync_seconds, sharp=False,
-               idle=None)(timer)
+    kopf.timer(GROUP, VERSION, plural, id="resync", **tuning.resync_timer(CONFIG))(timer)
     kopf.on.delete(GROUP, VERSION, plural, id="cleanup", optional=False)(cleanup)
 
 

@@ -194,11 +194,13 @@ MANIFESTS = [
              "spec.sources.clickstream.uri"),
     Manifest("fp-dsn-key-missing", FP, {"spec.sources.profiles.dsnSecretRef.key": REMOVED},
              "spec.sources.profiles.dsnSecretRef.key"),
+    Manifest("fp-schedule-hour-25", FP, {"spec.schedule": "0 25 * * *"}, "spec.schedule"),
     Manifest("tr-no-snapshot", TR, {"spec.snapshot.featurePipelineRef": REMOVED}, "spec.snapshot"),
     Manifest("tr-tracking-uri-no-scheme", TR, {"spec.mlflow.trackingUri": "mlflow:5000"}, "spec.mlflow.trackingUri"),
     Manifest("tr-params-as-map", TR, {"spec.algorithm.params": {"l2": "200"}}, "spec.algorithm.params"),
     Manifest("tr-param-value-number", TR, {"spec.algorithm.params.0.value": 200}, "spec.algorithm.params[0].value"),
     Manifest("tr-no-cutoffs", TR, {"spec.evaluation.k": []}, "spec.evaluation.k"),
+    Manifest("tr-negative-cutoff", TR, {"spec.evaluation.k": [-5]}, "spec.evaluation.k[0]"),
     Manifest("rd-model-name-missing", RD, {"spec.model.name": REMOVED}, "spec.model.name"),
     Manifest("rd-privileged-port", RD, {"spec.port": 80}, "spec.port"),
     Manifest("rd-negative-replicas", RD, {"spec.replicas": -1}, "spec.replicas"),
@@ -211,6 +213,8 @@ MANIFESTS = [
     Manifest("dm-template-two-snapshots", DM, {"spec.onDrift.trainingRunTemplate.spec.snapshot.uri": "s3://b/x"},
              "spec.onDrift.trainingRunTemplate.spec.snapshot"),
     Manifest("dm-schedule-four-fields", DM, {"spec.schedule": "*/15 * * *"}, "spec.schedule"),
+    Manifest("dm-schedule-minute-61", DM, {"spec.schedule": "61 * * * *"}, "spec.schedule"),
+    Manifest("dm-drift-share-above-one", DM, {"spec.driftShare": "1.5"}, "spec.driftShare"),
     # updates of a stored, valid object: refused, and the stored object stays as it was
     Manifest("tr-update-immutable", TR, {"spec.algorithm.name": "puresvd"}, "spec", update=True),
     Manifest("rd-update-min-above-max", RD, {"spec.autoscaling.minReplicas": 9}, "minReplicas", update=True),
@@ -335,21 +339,13 @@ class Gap:
     fix: str = ""  # the change we propose (in operator/recops/api or the reconcile: not edited by this test's author)
 
 
-PIPELINE = {"spec.target.featurePipelineRef.name": "fp-backend-not-configured"}  # a FeaturePipeline that exists
-CRON_FIX = ("CRON_PATTERN (operator/recops/api/base.py) checks the shape only: check the ranges with croniter in "
-            "a pure helper (controllers/schedule.py) called by the reconcile before it builds children, and write "
-            "Ready=False InvalidSpec: \"spec.schedule: '0 25 * * *' is not a valid cron schedule (hour 25 is "
-            "outside 0-23); use five fields such as '0 3 * * *' or an @-macro such as @daily\"")
 GAPS = [
-    Gap("gap-fp-cron-hour-25", FP, {"spec.schedule": "0 25 * * *"}, setup=S3_OK, fix=CRON_FIX),
-    Gap("gap-dm-cron-minute-61", DM, {"spec.schedule": "61 * * * *"}, setup={**SERVED, **PIPELINE}, fix=CRON_FIX),
-    Gap("gap-tr-negative-k", TR, {"spec.evaluation.k": [-5]}, "train-negative-k",
-        fix="operator/recops/api/trainingrun.py Evaluation.k: list[Annotated[int, Field(ge=1, le=1000)]] "
-            "(the CRD's items get minimum/maximum, as recops-train already requires)"),
-    Gap("gap-dm-drift-share-above-one", DM, {"spec.driftShare": "1.5"}, "drift-share-above-one",
-        setup={**SERVED, **PIPELINE},
-        fix="operator/recops/api/driftmonitor.py DriftMonitorSpec.drift_share: the [0, 1] pattern "
-            "MaxNullFraction.max uses, ^(0(\\.[0-9]+)?|1(\\.0+)?)$, instead of DECIMAL_PATTERN"),
+    Gap("gap-fp-cron-range-reversed", FP, {"spec.schedule": "30-10 * * * *"}, setup=S3_OK,
+        fix="the schedule's CEL rule (CRON_PATTERN, operator/recops/api/base.py) checks each value's range, not "
+            "that a range's start is at most its end (a regex cannot compare numbers; croniter, which the local "
+            "backend uses, wraps the range instead of refusing it): a CEL rule over self.split(' ') comparing "
+            "int() of each range's ends, or a pure check in the reconcile writing Ready=False InvalidSpec "
+            "\"spec.schedule: the range 30-10 runs backwards; write 10-30\""),
 ]
 GAP_OBSERVED: dict[str, str] = {}
 GAP_KINDS = {gap.id: gap.example for gap in GAPS}

@@ -7,10 +7,12 @@ defaults in the schema, and status carrying `observedGeneration` and `conditions
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 GROUP = "recops.dev"
@@ -24,11 +26,30 @@ CATEGORY = "recops"
 DECIMAL_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
 # A duration such as "90s", "15m", "6h", "7d".
 DURATION_PATTERN = r"^[1-9][0-9]*(s|m|h|d)$"
-# A standard five-field cron expression or one of the @-macros CronJob understands.
+
+
+def _cron_field(value: str) -> str:
+    """One cron field as CronJob parses it: `*`, `?`, a value or a range, each with an optional step, listed
+    with commas. No backslashes, so the same text is a Python, pydantic and CEL (RE2) regex."""
+    item = f"([*?]|{value}(-{value})?)(/[1-9][0-9]*)?"
+    return f"{item}(,{item})*"
+
+
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
+# A five-field cron expression with every value in its range (minute 0-59, hour 0-23, day of month 1-31,
+# month 1-12 or JAN-DEC, day of week 0-6 or SUN-SAT), or one of the @-macros CronJob understands.
 CRON_PATTERN = (
-    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
-    r"|([0-9*,/?LW#-]+|[A-Z]{3}(-[A-Z]{3})?)(\s+([0-9*,/?LW#-]+|[A-Z]{3}(-[A-Z]{3})?)){4})$"
+    "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|" + " +".join(_cron_field(value) for value in (
+        "[0-5]?[0-9]", "([01]?[0-9]|2[0-3])", "(0?[1-9]|[12][0-9]|3[01])", f"(0?[1-9]|1[0-2]|{_MONTHS})",
+        f"(0?[0-6]|{_DAYS})")) + ")$"
 )
+CRON_MESSAGE = ("schedule must be five cron fields within range (minute 0-59, hour 0-23, day of month 1-31, "
+                "month 1-12 or JAN-DEC, day of week 0-6 or SUN-SAT), such as '0 3 * * *', or an @-macro such as "
+                "@daily")
+
+# A decimal string in [0, 1] ("0", "0.3", "1"); no backslash, so it also serves as a CEL regex.
+FRACTION_PATTERN = r"^(0([.][0-9]+)?|1([.]0+)?)$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -57,6 +78,28 @@ def cel(rule: str, message: str, *, reason: str | None = None, field_path: str |
     if field_path:
         entry["fieldPath"] = field_path
     return entry
+
+
+def matches(pattern: str, message: str) -> Callable[[str], str]:
+    """A pydantic check of a string against `pattern`, failing with `message` (the CRD carries the same check as
+    a CEL rule, `pattern_rule`, so that kubectl shows the message rather than the bare regex)."""
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(message)
+        return value
+    return check
+
+
+def pattern_rule(pattern: str, message: str) -> dict[str, Any]:
+    """`json_schema_extra` of a string field checked by a CEL regex with a message saying what to write. The
+    pattern must not contain quotes or backslashes (it becomes a CEL string literal)."""
+    assert "'" not in pattern and "\\" not in pattern, pattern
+    return {"x-kubernetes-validations": [cel(f"self.matches('{pattern}')", message)]}
+
+
+# A cron schedule (FeaturePipeline, DriftMonitor); maxLength bounds the CEL rule's cost.
+Schedule = Annotated[str, AfterValidator(matches(CRON_PATTERN, CRON_MESSAGE)),
+                     Field(max_length=128, json_schema_extra=pattern_rule(CRON_PATTERN, CRON_MESSAGE))]
 
 
 class Backend(StrEnum):

@@ -6,23 +6,32 @@ Owned by ML scientists.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from .base import (
-    CRON_PATTERN,
     DECIMAL_PATTERN,
     DURATION_PATTERN,
+    FRACTION_PATTERN,
     ApiModel,
     Backend,
     KindInfo,
     LocalObjectRef,
     PrinterColumn,
+    Schedule,
     StatusBase,
     Toggle,
     cel,
+    matches,
+    pattern_rule,
 )
 from .trainingrun import TrainingRunSpec
+
+DRIFT_SHARE_MESSAGE = 'driftShare must be a decimal string in [0, 1], such as "0.3"'
+# maxLength bounds the CEL rule's cost.
+DriftShare = Annotated[str, AfterValidator(matches(FRACTION_PATTERN, DRIFT_SHARE_MESSAGE)),
+                       Field(max_length=32, json_schema_extra=pattern_rule(FRACTION_PATTERN, DRIFT_SHARE_MESSAGE))]
 
 
 class DriftBackend(StrEnum):
@@ -113,7 +122,7 @@ class DriftMonitorSpec(ApiModel):
 
     backend: DriftBackend = Field(DriftBackend.KUBERNETES, description="Where checks run: `kubernetes` or `local`.")
     target: Target = Field(description="What is monitored.")
-    schedule: str = Field("*/15 * * * *", pattern=CRON_PATTERN, description="Cron schedule of checks.")
+    schedule: Schedule = Field("*/15 * * * *", description="Cron schedule of checks.")
     sources: list[DataSource] = Field(default_factory=lambda: [DataSource.PAYLOAD_LOGS], min_length=1,
                                       max_length=2, description="What the current window is read from.")
     window: Window = Field(default_factory=Window, description="The current window.")
@@ -123,8 +132,8 @@ class DriftMonitorSpec(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
     default_rule: FeatureRule = Field(default_factory=lambda: FeatureRule(name="*"),
                                       description="Rule for every feature not listed.")
-    drift_share: str = Field("0.3", pattern=DECIMAL_PATTERN,
-                             description="Overall drift when this share of features drifted (decimal in [0, 1]).")
+    drift_share: DriftShare = Field("0.3", description="Overall drift when this share of features drifted "
+                                    "(decimal in [0, 1]).")
     on_drift: OnDrift = Field(default_factory=OnDrift, description="What happens on drift.")
     alerting: Alerting = Field(default_factory=Alerting, description="Prometheus alerts.")
 

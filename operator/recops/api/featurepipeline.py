@@ -10,7 +10,6 @@ from enum import StrEnum
 from pydantic import Field
 
 from .base import (
-    CRON_PATTERN,
     DECIMAL_PATTERN,
     DURATION_PATTERN,
     ApiModel,
@@ -18,6 +17,7 @@ from .base import (
     KindInfo,
     PrinterColumn,
     ResourceRequirements,
+    Schedule,
     SecretKeyRef,
     SecretRef,
     StatusBase,
@@ -194,8 +194,7 @@ class FeaturePipelineSpec(ApiModel):
 
     backend: FeaturePipelineBackend = Field(FeaturePipelineBackend.KUBERNETES,
                                             description="Where the job runs: `kubernetes`, `local` or `ecs`.")
-    schedule: str = Field("@daily", pattern=CRON_PATTERN, max_length=128,
-                          description="Cron schedule of runs (five fields or an @-macro).")
+    schedule: Schedule = Field("@daily", description="Cron schedule of runs (five fields or an @-macro).")
     suspend: bool = Field(False, description="Stop scheduled runs; on-demand runs still happen.")
     concurrency_policy: ConcurrencyPolicy = Field(ConcurrencyPolicy.FORBID,
                                                   description="What to do when a run is due while one runs.")

@@ -6,6 +6,7 @@ Owned by ML scientists. The spec is immutable: a new training is a new object (u
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
@@ -74,8 +75,9 @@ class Evaluation(ApiModel):
     """Offline evaluation on a temporal holdout."""
 
     holdout_days: int = Field(7, ge=1, le=365, description="The last N days of events are held out.")
-    k: list[int] = Field(default_factory=lambda: [5, 10, 20], min_length=1, max_length=8,
-                         description="Cut-offs at which ranking metrics are computed.")
+    k: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=lambda: [5, 10, 20], min_length=1, max_length=8,
+        description="Cut-offs at which ranking metrics are computed, each within 1..1000 (recops-train's bound).")
 
 
 class MLflowSettings(ApiModel):
