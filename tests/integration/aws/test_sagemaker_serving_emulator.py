@@ -9,8 +9,6 @@ program with the Model's container Environment and the argument `serve`, here, a
 
 from __future__ import annotations
 
-import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -24,25 +22,9 @@ from recops.backends.aws import SageMakerBackend
 from recops.backends.base import ServingRequest
 from recops.controllers import recommenderdeployment as rd
 from recops.controllers.common import Owner
-from serverproc_helpers import free_port, small_model, stop_process
+from serverproc_helpers import free_port, small_model, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_ping(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the server exited with {proc.returncode}: {log.read_text()[-3000:]}"
-        try:
-            r = httpx.get(f"{url}/ping", timeout=2)
-            if r.status_code == 200:
-                return r
-            last = r.status_code
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"/ping not 200 after {timeout}s (last: {last}): {log.read_text()[-3000:]}")
 
 
 def test_sagemaker_model_container_serves_the_pinned_mlflow_version_on_emulator(
@@ -79,7 +61,10 @@ def test_sagemaker_model_container_serves_the_pinned_mlflow_version_on_emulator(
     proc = run_like_sagemaker(aws, plan["model"]["ModelName"], port, tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"
-        ping = _wait_ping(url, proc, tmp_path / "serve.log")
+        try:
+            ping = wait_http(f"{url}/ping", 90, proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(f"{exc}: {(tmp_path / 'serve.log').read_text()[-3000:]}") from exc
         assert ping.json()["modelVersion"] == "1" and ping.json()["model"]["name"] == name
         r = httpx.post(f"{url}/invocations", json={"user_id": "u1", "k": 1}, timeout=10)
         assert r.status_code == 200, r.text

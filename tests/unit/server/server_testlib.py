@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
+import recops_server.batcher as server_batcher
 import scipy.sparse as sp
 from recops_model import RecModel
 
@@ -30,3 +36,28 @@ def repoint(link: Path, target: Path) -> None:
     tmp = link.with_name(link.name + ".new")
     os.symlink(target, tmp)
     os.replace(tmp, link)
+
+
+@contextlib.contextmanager
+def one_request_in_flight(monkeypatch: pytest.MonkeyPatch, send: Callable[[], Any]) -> Iterator[dict[str, int]]:
+    """Run ``send()`` in a thread and hold it inside the scoring kernel until the block ends; yields a dict whose
+    ``"status"`` is that request's status code once the block has ended."""
+    entered, release = threading.Event(), threading.Event()
+    real = server_batcher.recommend_batch
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        entered.set()
+        assert release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server_batcher, "recommend_batch", slow)
+    monkeypatch.setattr(server_batcher, "INLINE_SCORES", 0)  # score in the thread pool, so it can block there
+    result: dict[str, int] = {}
+    t = threading.Thread(target=lambda: result.setdefault("status", send().status_code))
+    t.start()
+    try:
+        assert entered.wait(10), "the first request never reached the scoring kernel"
+        yield result
+    finally:
+        release.set()
+        t.join(10)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import recops_server.batcher as server_batcher
 from fastapi.testclient import TestClient
 from recops_model import ModelRejected, RecModel, save_model
 from recops_server.cli import main as cli_main
 from recops_server.model_store import LoadedModel, locate_model_dir
-from server_testlib import repoint, tiny_model
+from server_testlib import one_request_in_flight, repoint, tiny_model
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
@@ -203,28 +201,13 @@ def test_concurrency_limit_answers_503_with_retry_after(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = make_client(max_concurrency=1, retry_after_seconds=2)
-    entered, release = threading.Event(), threading.Event()
-    real = server_batcher.recommend_batch
-
-    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
-        entered.set()
-        assert release.wait(10)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(server_batcher, "recommend_batch", slow)
-    monkeypatch.setattr(server_batcher, "INLINE_SCORES", 0)  # score in the thread pool, so it can block there
-    result: dict[str, int] = {}
-    t = threading.Thread(target=lambda: result.setdefault("first", c.get("/v1/recommendations/u1").status_code))
-    t.start()
-    assert entered.wait(10)
-    r = c.get("/v1/recommendations/u2")
-    assert r.status_code == 503 and r.headers["Retry-After"] == "2"
-    assert r.json()["error"]["reason"] == "Overloaded"
-    assert c.post("/v1/recommendations", json={"requests": [{"userId": "u1"}]}).status_code == 503
-    assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200  # probes not limited
-    release.set()
-    t.join(10)
-    assert result["first"] == 200
+    with one_request_in_flight(monkeypatch, lambda: c.get("/v1/recommendations/u1")) as first:
+        r = c.get("/v1/recommendations/u2")
+        assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+        assert r.json()["error"]["reason"] == "Overloaded"
+        assert c.post("/v1/recommendations", json={"requests": [{"userId": "u1"}]}).status_code == 503
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200  # probes not limited
+    assert first["status"] == 200
     assert c.get("/v1/recommendations/u2").status_code == 200
     assert metric(c, "recops_overload_rejections_total") == 2
     assert metric(c, "recops_requests_total", route="/v1/recommendations/{user_id}", status="503") == 1

@@ -7,18 +7,17 @@ The process started as `recops-serve serve` is tested in tests/integration/serve
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import recops_server.batcher as server_batcher
 from fastapi.testclient import TestClient
 from recops_server import ServerSettings, create_app
 from recops_server.app import BatchRequest, SingleInvocation, parse_invocation
 from recops_server.cli import SAGEMAKER_MODEL_DIR, sagemaker_overrides
 from recops_server.cli import main as cli_main
+from server_testlib import one_request_in_flight
 from test_server_api import metric
 
 JSON = {"content-type": "application/json"}
@@ -229,27 +228,13 @@ def test_concurrency_limit_applies_to_invocations(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = make_client(max_concurrency=1, retry_after_seconds=3)
-    entered, release = threading.Event(), threading.Event()
-    real = server_batcher.recommend_batch
-
-    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
-        entered.set()
-        assert release.wait(10)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(server_batcher, "recommend_batch", slow)
-    monkeypatch.setattr(server_batcher, "INLINE_SCORES", 0)  # score in the thread pool, so it can block there
-    result: dict[str, int] = {}
-    t = threading.Thread(target=lambda: result.setdefault("first", invoke(c, {"user_id": "u1"}).status_code))
-    t.start()
-    assert entered.wait(10)
-    r = invoke(c, {"user_id": "u2"})
-    assert r.status_code == 503 and r.headers["Retry-After"] == "3" and r.json()["error"]["reason"] == "Overloaded"
-    assert c.get("/v1/recommendations/u2").status_code == 503  # one limit for both APIs
-    assert c.get("/ping").status_code == 200  # the health check is never limited
-    release.set()
-    t.join(10)
-    assert result["first"] == 200
+    with one_request_in_flight(monkeypatch, lambda: invoke(c, {"user_id": "u1"})) as first:
+        r = invoke(c, {"user_id": "u2"})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "3"
+        assert r.json()["error"]["reason"] == "Overloaded"
+        assert c.get("/v1/recommendations/u2").status_code == 503  # one limit for both APIs
+        assert c.get("/ping").status_code == 200  # the health check is never limited
+    assert first["status"] == 200
     assert invoke(c, {"user_id": "u2"}).status_code == 200
     assert metric(c, "recops_requests_total", route="/invocations", status="503") == 1
     assert metric(c, "recops_overload_rejections_total") == 2
