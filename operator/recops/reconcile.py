@@ -149,7 +149,7 @@ def _invalid_spec(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[s
                   exc: ValidationError) -> None:
     first = exc.errors()[0]
     where = "spec." + ".".join(str(p) for p in first["loc"])
-    verdict = Verdict.fail("InvalidSpec", f"{where}: {first['msg']}")
+    verdict = Verdict.fail("InvalidSpec", f"{where}: {first['msg'].removeprefix('Value error, ')}")
     write_status(ctx, body, patch, {summary: verdict}, {})
 
 
@@ -566,9 +566,14 @@ def cleanup(ctx: Context, plural: str, body: Mapping[str, Any]) -> None:
     backend = (body.get("spec") or {}).get("backend") or Backend.KUBERNETES
     if backend == Backend.KUBERNETES:
         return
-    if not ctx.backend_verdict(backend).is_true:  # this operator cannot have started anything there
+    if not (verdict := ctx.backend_verdict(backend)).is_true:  # this operator cannot have started anything there
         ctx.logger.warning("Skipped the %s cleanup of %s %s/%s: the backend is not enabled or not configured in this "
                            "operator.", backend, kind, owner.namespace, owner.name)
+        # The finalizer lets go (nothing would ever clean up here), but the user is told what was not done.
+        ctx.post_event(body, "Warning", "CleanupSkipped",
+                       f"nothing on the {backend} backend could be cleaned up because this operator has that backend "
+                       f"unconfigured ({verdict.message}); remove anything an earlier operator ran there by hand"
+                       [:1000])
         return
     impl = ctx.backend_for(backend)
     if plural == "recommenderdeployments":

@@ -14,7 +14,7 @@ import yaml
 from croniter import croniter
 from pydantic import ValidationError
 from recops import crdgen
-from recops.api.base import CRON_MESSAGE, CRON_PATTERN, FRACTION_PATTERN
+from recops.api.base import CRON_MESSAGE, CRON_PATTERN, CRON_RANGE_MESSAGE, FRACTION_PATTERN
 from recops.api.driftmonitor import DRIFT_SHARE_MESSAGE, DriftMonitorSpec
 from recops.api.featurepipeline import FeaturePipelineSpec
 from recops.api.trainingrun import Evaluation
@@ -39,6 +39,13 @@ def test_valid_schedules_are_accepted_and_parse(schedule: str) -> None:
 @pytest.mark.parametrize("schedule", INVALID_CRON)
 def test_invalid_schedules_are_refused_with_the_message(schedule: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(CRON_MESSAGE)):
+        FeaturePipelineSpec.model_validate(_fp(schedule))
+
+
+@pytest.mark.parametrize("schedule", ["30-10 * * * *", "0 5-1 * * *", "0 0 20-3/2 * *", "0,30-10 * * * *"])
+def test_backward_ranges_are_refused_with_the_message(schedule: str) -> None:
+    """In range but backwards: croniter would wrap it, CronJob refuses it; the operator refuses it (InvalidSpec)."""
+    with pytest.raises(ValidationError, match=re.escape(CRON_RANGE_MESSAGE)):
         FeaturePipelineSpec.model_validate(_fp(schedule))
 
 
