@@ -1,0 +1,339 @@
+"""Component outages during jobs: the lab's real PostgreSQL and MLflow servers and its S3 endpoint (moto in server
+mode: an EMULATOR of S3, in memory) are stopped while a FeaturePipeline or TrainingRun job runs on the local backend
+(the same job programs as processes), with the operator a real subprocess against the lab's real kube-apiserver.
+Each component is stopped and started again with the lab's own per-component `down`/`up`, on the same port.
+
+Each job must fail with a condition naming the component, nothing may be half-published (no snapshot manifest
+without all its data files, no `latest.json` naming a missing manifest, no MLflow model version without its
+artifacts), and once the component is back a new run (a run request, or a new TrainingRun: the local backend
+does not retry a failed job by itself) must succeed. The operator is never restarted.
+
+What the lab's restart does not keep (seen here, recops/lab is not changed by this test): the S3 emulator keeps
+objects in memory, so they are gone after its restart; PostgreSQL restarted through `up` gets a new password and a
+fresh data directory (the record with the old password is removed by `down`). The test re-seeds the data and
+updates the DSN Secret after those restarts, as an operator of a real store would not need to.
+
+Uses the lab (fixed ports): `flock /tmp/recops-lab.lock .venv/bin/pytest tests/reliability/test_component_outages.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fixtures.kube import Kubectl
+from fixtures.operator import OperatorProcess, operator_env, wait_for
+from recops.lab import down, up
+from recops.lab.core import info_from_state, load_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s", "mlflow", "postgres", "s3"), pytest.mark.timeout(900)]
+
+BUCKET = "recops-outage"
+RESULTS: list[str] = []
+
+
+@dataclass
+class World:
+    lab: Any
+    k: Kubectl
+    op: OperatorProcess
+    runs: Path  # the local backend's run directories
+    tmp: Path
+    data: Any  # the synthetic dataset, kept to seed the stores again after a restart lost it
+
+
+def _lab_info(lab: Any) -> Any:
+    return info_from_state(lab.state_dir, load_state(lab.state_dir))
+
+
+def _seed(world_lab: Any, data: Any, what: tuple[str, ...] = ("s3", "postgres")) -> None:
+    import boto3
+    from recops_features.datagen import write_dataset, write_profiles_postgres
+
+    info = _lab_info(world_lab)
+    if "s3" in what:
+        creds = info.s3_credentials
+        s3 = boto3.client("s3", endpoint_url=info.s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id=creds.get("access_key", "testing"),
+                          aws_secret_access_key=creds.get("secret_key", "testing"))
+        if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=BUCKET)
+        write_dataset(data, f"s3://{BUCKET}/clickstream", client=s3)
+    if "postgres" in what:
+        write_profiles_postgres(data.profiles, info.postgres_dsn, "user_profiles", mode="replace")
+
+
+def _secrets(k: Kubectl, lab: Any) -> None:
+    info = _lab_info(lab)
+    creds = info.s3_credentials
+    docs = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lab-s3"},
+             "stringData": {"AWS_ACCESS_KEY_ID": creds.get("access_key", "testing"),
+                            "AWS_SECRET_ACCESS_KEY": creds.get("secret_key", "testing")}},
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lab-postgres"},
+             "stringData": {"dsn": info.postgres_dsn}}]
+    k.run("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+
+
+@pytest.fixture(scope="module")
+def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    from recops_features.datagen import GenerateSpec, generate
+
+    tmp = tmp_path_factory.mktemp("outages")
+    k = Kubectl(cluster.kubectl, cluster.env, f"outage-{uuid.uuid4().hex[:8]}")
+    k.run("create", "namespace", k.namespace, namespaced=False)
+    data = generate(GenerateSpec(events=20_000, days=30, seed=7,
+                                 end_date=dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)))
+    _seed(cluster, data)
+    _secrets(k, cluster)
+    op = OperatorProcess(operator_env(cluster.env, tmp, RECOPS_BACKENDS="kubernetes,local"), tmp / "operator.log")
+    op.start()
+    try:
+        yield World(cluster, k, op, tmp / "runs", tmp, data)
+    finally:
+        op.stop()
+        k.run("delete", "namespace", k.namespace, "--wait=false", check=False, namespaced=False)
+        if RESULTS:
+            print("\n" + "\n".join(RESULTS))
+
+
+# -- the lab's per-component stop and start, on the same port ------------------------------------------------------
+
+def _stop(lab: Any, name: str, freeze: bool = False) -> int:
+    record = load_state(lab.state_dir)["components"][name]
+    if freeze:  # the outage starts now, not when the server has finished its graceful shutdown
+        os.killpg(int(record["pid"]), signal.SIGSTOP)
+    down(lab.state_dir, progress=lambda _: None, components=[name])
+    return int(next(iter(record["ports"].values())))
+
+
+def _start(lab: Any, name: str, port: int) -> float:
+    started = time.monotonic()
+    key = f"RECOPS_LAB_PORT_{name.upper().replace('-', '_')}"
+    before = os.environ.get(key)
+    os.environ[key] = str(port)
+    try:
+        up(components=[name], state_dir=lab.state_dir, progress=lambda _: None,
+           bins={k: Path(v) for k, v in load_state(lab.state_dir)["bins"].items()})
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+    return time.monotonic() - started
+
+
+# -- objects and what they published ---------------------------------------------------------------------------------
+
+def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def _create(k: Kubectl, doc: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(k.run("create", "-o", "json", "-f", "-", stdin=yaml.safe_dump(doc)).stdout))
+
+
+def _pipeline(name: str, output: Path) -> dict[str, Any]:
+    s3 = {"endpointUrl": "http://127.0.0.1:15001", "credentialsSecretRef": {"name": "lab-s3"}}
+    return {"apiVersion": "recops.dev/v1alpha1", "kind": "FeaturePipeline", "metadata": {"name": name},
+            "spec": {"backend": "local", "schedule": "0 3 * * *",
+                     "sources": {"clickstream": {"uri": f"s3://{BUCKET}/clickstream/events", "format": "parquet",
+                                                 "s3": s3},
+                                 "catalog": {"uri": f"s3://{BUCKET}/clickstream/catalog/items.parquet"},
+                                 "profiles": {"dsnSecretRef": {"name": "lab-postgres", "key": "dsn"},
+                                              "table": "user_profiles"}},
+                     "window": {"days": 28}, "output": {"uri": str(output)}, "quality": {"minRows": 1000}}}
+
+
+def _wait_job_started(world: World, uid: str) -> Path:
+    """The run directory of the owner's first job, as soon as its process exists."""
+    def started() -> Path | None:
+        return next((p.parent for p in (world.runs / world.k.namespace / uid).glob("*/pid")), None)
+
+    return Path(wait_for(started, 60, "the job process", interval=0.05))
+
+
+def _published(output: Path) -> list[str]:
+    """Versions published under a local snapshot root, after checking that each is whole: a manifest with every
+    data file it lists (size and sha256 as recorded), and `latest.json` naming one of them."""
+    versions = []
+    for manifest in sorted(output.glob("*/manifest.json")):
+        body = json.loads(manifest.read_text())
+        for table in body["tables"].values():
+            data = (manifest.parent / table["file"]).read_bytes()
+            assert len(data) == table["bytes"] and hashlib.sha256(data).hexdigest() == table["sha256"], \
+                f"{manifest.parent / table['file']} does not match its manifest"
+        versions.append(manifest.parent.name)
+    latest = output / "latest.json"
+    if latest.exists():
+        pointer = json.loads(latest.read_text())
+        assert Path(pointer["manifest"]).exists(), f"latest.json names a missing manifest: {pointer}"
+        assert pointer["version"] in versions
+    return versions
+
+
+def _job_log_tail(run_dir: Path, lines: int = 3) -> str:
+    text = (run_dir / "log.txt").read_text(errors="replace") if (run_dir / "log.txt").exists() else ""
+    msgs = []
+    for line in text.splitlines():
+        try:
+            msgs.append(json.loads(line).get("msg", ""))
+        except ValueError:
+            continue
+    return " > ".join(msgs[-lines:])
+
+
+def _failed_run(k: Kubectl, kind: str, name: str, summary: str) -> dict[str, Any]:
+    def failed() -> dict[str, Any] | None:
+        obj = k.get_json(kind, name)
+        cond = _conditions(obj).get(summary, {})
+        return obj if cond.get("status") == "False" and cond.get("reason") not in ("ChildrenPending",) else None
+
+    return dict(wait_for(failed, 180, f"{kind} {name}: {summary}=False after the outage", interval=0.5))
+
+
+# -- FeaturePipeline: S3 and PostgreSQL -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("component", "reason"), [("s3", "S3Unavailable"), ("postgres", "PostgresUnavailable")])
+def test_feature_job_fails_clearly_when_a_store_goes_away_and_recovers(world: World, component: str,
+                                                                       reason: str) -> None:
+    k, name = world.k, f"fp-{component}"
+    output = world.tmp / f"snapshots-{component}"
+    uid = _create(k, _pipeline(name, output))["metadata"]["uid"]
+    run_dir = _wait_job_started(world, uid)
+    stopped = time.monotonic()
+    port = _stop(world.lab, component)
+    stop_seconds = time.monotonic() - stopped
+    try:
+        obj = _failed_run(k, "fp", name, "Ready")
+        failed_after = time.monotonic() - stopped
+    finally:
+        start_seconds = _start(world.lab, component, port)
+    back = time.monotonic()
+    # What the restart lost (see the module docstring) is put back, as the store's owner would have it.
+    _seed(world.lab, world.data, (component,))
+    if component == "postgres":
+        _secrets(k, world.lab)
+    cond = _conditions(obj)["Ready"]
+    assert obj["status"]["lastRun"]["result"] == "Failed", obj["status"]["lastRun"]
+    assert cond["reason"] == reason, cond
+    assert {"s3": "S3", "postgres": "PostgreSQL"}[component] in cond["message"], cond
+    assert "latestSnapshot" not in obj["status"]
+    assert _published(output) == [], "the failed run published a snapshot"
+    events = k.run("get", "events", "--field-selector", f"involvedObject.name={name}").stdout
+    assert reason in events and "Warning" in events, events
+
+    k.run("annotate", "fp", name, "recops.dev/run-requested=after-outage")
+    done = wait_for(lambda: (o := k.get_json("fp", name)).get("status", {}).get("latestSnapshot") and
+                    _conditions(o)["Ready"]["status"] == "True" and o, 180,
+                    "a requested run to publish a snapshot after the outage", interval=0.5)
+    recovery = time.monotonic() - back
+    (version,) = _published(output)
+    assert done["status"]["latestSnapshot"]["version"] == version
+    assert world.op.proc is not None and world.op.proc.poll() is None, "the operator exited"
+    assert world.op.logs().count("Started the Recops operator") == 1
+    RESULTS.append(f"{component}: stopped in {stop_seconds:.1f}s while the feature job ran (its log then: "
+                   f"{_job_log_tail(run_dir)}); Ready=False {cond['reason']} {failed_after:.1f}s after the stop: "
+                   f"{cond['message']!r}; back in {start_seconds:.1f}s; a requested run published snapshot "
+                   f"{version[:12]} {recovery:.1f}s after it was back; nothing half-published")
+
+
+# -- TrainingRun: MLflow --------------------------------------------------------------------------------------------
+
+def _model_versions(uri: str, model: str, workdir: Path) -> dict[str, list[str]]:
+    """Every registered version of `model` with the files its artifacts hold (downloaded through the server)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # removed below: operators started later inherit
+    found = {}
+    for mv in MlflowClient(uri).search_model_versions(f"name='{model}'"):
+        dst = workdir / f"v{mv.version}"
+        dst.mkdir(parents=True, exist_ok=True)
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{mv.version}",
+                                                             dst_path=str(dst)))
+            found[str(mv.version)] = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+        except Exception as exc:  # a version whose artifacts cannot be fetched is what this test looks for
+            found[str(mv.version)] = [f"<unavailable: {exc}>"]
+    os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+    return found
+
+
+def _training(name: str, pipeline: str, uri: str, model: str) -> dict[str, Any]:
+    return {"apiVersion": "recops.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": name},
+            "spec": {"backend": "local", "snapshot": {"featurePipelineRef": {"name": pipeline}},
+                     "algorithm": {"name": "ease", "params": [{"name": "l2", "value": "200"}]},
+                     "evaluation": {"holdoutDays": 7, "k": [10]},
+                     "mlflow": {"trackingUri": uri, "experiment": "outage", "modelName": model},
+                     "promotion": {"alias": "champion", "metric": "ndcg_at_10", "minImprovement": "0"}}}
+
+
+def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_half(world: World) -> None:
+    k, uri = world.k, _lab_info(world.lab).mlflow_uri
+    model = f"outage-{uuid.uuid4().hex[:6]}"
+    _create(k, _pipeline("fp-mlflow", world.tmp / "snapshots-mlflow"))
+    wait_for(lambda: k.get_json("fp", "fp-mlflow").get("status", {}).get("latestSnapshot"), 180, "a snapshot")
+    uid = _create(k, _training("tr-cut", "fp-mlflow", uri, model))["metadata"]["uid"]
+    run_dir = _wait_job_started(world, uid)
+    # Cut MLflow once the job has created its MLflow run: mid-job, before the model is logged and registered.
+    wait_for(lambda: "Started the MLflow run" in _job_log_tail(run_dir, 50) or (run_dir / "exit.json").exists(),
+             120, "the training job to start its MLflow run", interval=0.05)
+    stopped = time.monotonic()
+    port = _stop(world.lab, "mlflow", freeze=True)
+    try:
+        cut_at = _job_log_tail(run_dir)
+        # While MLflow is down the operator's own check of spec.mlflow.trackingUri names it ...
+        waiting = wait_for(lambda: (c := _conditions(k.get_json("tr", "tr-cut")).get("Succeeded", {})) and
+                           c.get("reason") == "MLflowUnavailable" and c, 60,
+                           "Succeeded=Unknown MLflowUnavailable while MLflow is down", interval=0.5)
+        seen_after = time.monotonic() - stopped
+        # ... and the job itself gives up (it does not wait for MLflow) with a result naming it.
+        wait_for(lambda: (run_dir / "exit.json").exists(), 180, "the training job to end while MLflow is down")
+        job_ended_after = time.monotonic() - stopped
+        job_result = json.loads((run_dir / "result.json").read_text())
+    finally:
+        start_seconds = _start(world.lab, "mlflow", port)
+    back = time.monotonic()
+    obj = _failed_run(k, "tr", "tr-cut", "Succeeded")
+    failed_after_back = time.monotonic() - back
+    cond = _conditions(obj)["Succeeded"]
+    assert waiting["status"] == "Unknown" and "spec.mlflow.trackingUri" in waiting["message"], waiting
+    assert job_result["reason"] == "MlflowUnavailable" and not job_result.get("ok", False), job_result
+    assert cond["reason"] == "MlflowUnavailable", cond
+    assert "MLflow" in cond["message"], cond
+    assert "modelVersion" not in obj["status"], obj["status"]
+    versions = _model_versions(uri, model, world.tmp / "cut")
+    assert all("MLmodel" in files for files in versions.values()), f"a model version without artifacts: {versions}"
+
+    # MLflow is back: a new TrainingRun trains, registers one version, with its artifacts.
+    _create(k, _training("tr-after", "fp-mlflow", uri, model))
+    done = wait_for(lambda: (o := k.get_json("tr", "tr-after")) and
+                    _conditions(o).get("Succeeded", {}).get("status") in ("True", "False") and o, 300,
+                    "the TrainingRun after MLflow came back", interval=0.5)
+    recovery = time.monotonic() - back
+    assert _conditions(done)["Succeeded"]["status"] == "True", _conditions(done)
+    versions_after = _model_versions(uri, model, world.tmp / "after")
+    assert len(versions_after) == len(versions) + 1, versions_after
+    assert all("MLmodel" in files for files in versions_after.values()), versions_after
+    assert done["status"]["modelVersion"] in versions_after
+    assert world.op.proc is not None and world.op.proc.poll() is None, "the operator exited"
+    RESULTS.append(f"mlflow: frozen and stopped when the training job had logged '{cut_at}'; the operator said "
+                   f"Succeeded=Unknown {waiting['reason']} {seen_after:.1f}s after the stop: {waiting['message']!r}; "
+                   f"the job ended {job_ended_after:.1f}s after the stop; Succeeded=False {cond['reason']} "
+                   f"{failed_after_back:.1f}s after MLflow was back: {cond['message']!r}; "
+                   f"{len(versions)} model version(s) left by the cut run; MLflow back in {start_seconds:.1f}s; "
+                   f"a new TrainingRun registered version {done['status']['modelVersion']} (with MLmodel) "
+                   f"{recovery:.1f}s after it was back")
