@@ -173,7 +173,7 @@ def _mlflow_error(exc: Exception, what: str) -> Exception:
     if "INVALID_PARAMETER_VALUE" in code:
         return InvalidInput(f"MLflow refused {what}: {text[:200]}", reason="ReferenceNotFound")
     return DependencyUnavailable(
-        f"MLflow is unavailable for {what} ({type(exc).__name__}); retry later", reason="MlflowUnavailable"
+        f"MLflow is unavailable for {what} ({type(exc).__name__}); retry later", reason="MLflowUnavailable"
     )
 
 

@@ -311,8 +311,8 @@ def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_
     failed_after_back = time.monotonic() - back
     cond = _conditions(obj)["Succeeded"]
     assert waiting["status"] == "Unknown" and "spec.mlflow.trackingUri" in waiting["message"], waiting
-    assert job_result["reason"] == "MlflowUnavailable" and not job_result.get("ok", False), job_result
-    assert cond["reason"] == "MlflowUnavailable", cond
+    assert job_result["reason"] == "MLflowUnavailable" and not job_result.get("ok", False), job_result
+    assert cond["reason"] == "MLflowUnavailable", cond
     assert "MLflow" in cond["message"], cond
     assert "modelVersion" not in obj["status"], obj["status"]
     versions = _model_versions(uri, model, world.tmp / "cut")

@@ -382,7 +382,7 @@ def run_training(cfg: TrainConfig) -> Outcome:
     except MlflowException as exc:
         if is_connection_error(exc):
             raise DependencyUnavailable(
-                f"MLflow became unreachable: {str(exc)[:300]}", reason="MlflowUnavailable"
+                f"MLflow became unreachable: {str(exc)[:300]}", reason="MLflowUnavailable"
             ) from exc
         raise
     except TrainingError:
@@ -390,7 +390,7 @@ def run_training(cfg: TrainConfig) -> Outcome:
     except Exception as exc:
         if is_connection_error(exc):
             raise DependencyUnavailable(
-                f"MLflow became unreachable: {str(exc)[:300]}", reason="MlflowUnavailable"
+                f"MLflow became unreachable: {str(exc)[:300]}", reason="MLflowUnavailable"
             ) from exc
         raise
 

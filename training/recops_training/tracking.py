@@ -41,7 +41,7 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0, attempts: int 
     uri = uri if uri is not None else tracking_uri()
     if not uri:
         raise DependencyUnavailable(
-            "MLFLOW_TRACKING_URI is not set: the job needs an MLflow tracking server", reason="MlflowNotConfigured"
+            "MLFLOW_TRACKING_URI is not set: the job needs an MLflow tracking server", reason="MLflowNotConfigured"
         )
     if not uri.startswith(("http://", "https://")):
         return
@@ -62,7 +62,7 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0, attempts: int 
                 time.sleep(1.0 * (i + 1))
     raise DependencyUnavailable(
         f"MLflow tracking server at {_redact(uri)} was unreachable ({last}); retry when it is up",
-        reason="MlflowUnavailable",
+        reason="MLflowUnavailable",
     )
 
 

@@ -208,7 +208,7 @@ def test_drift_check_mlflow_unreachable_is_retryable(drift_s3: str, tmp_path: Pa
         "current": {"payloadLogs": {"uri": "s3://logs/recs/ok"}},
     }
     code, doc, _ = _run(tmp_path, config, _env(dead, drift_s3))
-    assert code == 4 and doc["ok"] is False and doc["reason"] == "MlflowUnavailable", doc
+    assert code == 4 and doc["ok"] is False and doc["reason"] == "MLflowUnavailable", doc
 
 
 def test_drift_check_s3_emulator_missing_bucket_is_invalid_input(

@@ -187,7 +187,7 @@ def test_unreachable_mlflow_exits_4(tmp_path, snapshot_dir):
     code, res, _, elapsed = run_train(
         tmp_path, config(snapshot_dir, "it-down", "uid-d-1"), f"http://127.0.0.1:{port}", "d"
     )
-    assert code == 4 and res["reason"] == "MlflowUnavailable" and res["ok"] is False
+    assert code == 4 and res["reason"] == "MLflowUnavailable" and res["ok"] is False
     assert elapsed < 60
 
 
@@ -264,7 +264,7 @@ def test_mlflow_unreachable_at_registration_exits_4_without_a_version(tmp_path, 
         proxy.shutdown()
         proxy.server_close()
     assert proxy.dropped, "the job never tried to create the model version"
-    assert code == 4 and res["ok"] is False and res["reason"] == "MlflowUnavailable", (res, err[-2000:])
+    assert code == 4 and res["ok"] is False and res["reason"] == "MLflowUnavailable", (res, err[-2000:])
     c = client(mlflow_server)
     assert versions_of(c, model) == []
     code, res, err, _ = run_train(tmp_path, config(snapshot_dir, model, "uid-cut-1"), mlflow_server, "retry")
