@@ -255,7 +255,9 @@ def up(
                 wait_ready(list(comp.deps))
                 started = time.monotonic()
                 try:
-                    rec = comp.start(ctx, prev)
+                    # A component stopped alone (`down(components=...)`) comes back on the ports it had: its
+                    # clients (kubeconfigs, a running operator) still address them.
+                    rec = comp.start(ctx, prev or data.get("stopped", {}).pop(name, None))
                 except LabError as exc:
                     save_state(state, data)
                     raise LabError(f"lab component {name} failed to start: {exc}{_fix_hint(name)}") from exc
@@ -350,10 +352,11 @@ def down(
         with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
             list(pool.map(stop, todo))
         for name in todo:
-            records.pop(name)
+            data.setdefault("stopped", {})[name] = {"ports": records.pop(name).get("ports", {})}
             stopped.append(name)
         data["components"] = records
         if not records:
+            data.pop("stopped", None)
             run = Path(data.get("runtime_dir") or runtime_dir(state))
             if not keep_data and run.exists() and run != state:
                 shutil.rmtree(run, ignore_errors=True)
