@@ -92,7 +92,9 @@ def test_operator_with_the_charts_service_account(namespace: Kubectl, sa_operato
     for doc in docs:  # deletion exercises the finalizer removal (a patch) too
         namespace.run("delete", doc["kind"].lower(), doc["metadata"]["name"], "--timeout=60s")
     log = sa_operator.logs()
-    denied = [line for line in log.splitlines() if DENIED.search(line)]
+    # A 403 with reason NamespaceTerminating is admission refusing writes into another test's namespace while it
+    # is deleted (the operator watches every namespace), not a missing permission.
+    denied = [line for line in log.splitlines() if DENIED.search(line) and "NamespaceTerminating" not in line]
     assert not denied, "\n".join(denied[:20])
     assert "Handler 'reconcile' succeeded" in log
 

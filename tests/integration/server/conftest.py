@@ -14,6 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from serverproc_helpers import ServerProcess, free_port, launch_server, stop_process, wait_http
 
+ARTIFACTS: dict[str, Path] = {}
+"""Each MLflow server's --artifacts-destination by its URL (another tier may start its own server too)."""
+
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -30,6 +33,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
+    ARTIFACTS[uri] = root / "artifacts"
     try:
         wait_http(f"{uri}/health", 120, proc)
     except Exception:
@@ -41,10 +45,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_artifacts(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mlflow_artifacts(mlflow_server: str) -> Path:
     """The server's --artifacts-destination (created when the first artifact is logged)."""
-    base = tmp_path_factory.getbasetemp()
-    return next(p for p in base.glob("mlflow*") if (p / "mlflow.db").exists()) / "artifacts"
+    return ARTIFACTS[mlflow_server]
 
 
 @pytest.fixture
