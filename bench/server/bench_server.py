@@ -4,7 +4,9 @@ Targets (all on the same uvicorn stack -- uvloop + httptools, access log off, no
 pinned with ``taskset`` to core 0; ``wrk`` with a Lua script for random users on core 1):
 - ``recops``: ``python -m recops_server.cli`` serving a factors model (GET /v1/recommendations/u{random}?k=10)
   with its defaults: Prometheus metrics, input validation, and payload logging ON (10% sampled, the
-  operator's default, written to a local directory off the request path)
+  operator's default, written to a local directory off the request path). The hot route is answered from
+  uvicorn's httptools protocol (recops_server/rawpath.py: no ASGI task, one socket write per answer);
+  ``const`` keeps plain ASGI, so it is the floor of ASGI serving on this stack, not of our protocol path
 - ``mlflow``: ``mlflow models serve --env-manager local`` serving the *same* model through our pyfunc
   (POST /invocations with one user, params k=10) -- what a user of MLflow's own serving gets
 - ``const``: a bare ASGI app answering a constant top-10 body (the floor of the HTTP stack)

@@ -230,11 +230,12 @@ def _topk_block(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | N
     t = np.sort(unions, axis=1)[:, top_groups - k]
     if not np.isfinite(t).all():  # most of a row masked (-inf): _topk_1d's exact path
         return None
-    r, j = np.nonzero(gmax >= t[:, None])
+    # np.nonzero of a 2-d mask costs ~3x a flat one: the same (row, group) pairs in the same order
+    r, j = np.divmod(np.flatnonzero(gmax >= t[:, None]), groups)
     if r.shape[0] > 8 * k * b:  # heavy ties: many groups reach t
         return None
     vals = head[r, :, j]  # (selected groups, g)
-    hit_p, hit_i = np.nonzero(vals >= t[r, None])
+    hit_p, hit_i = np.divmod(np.flatnonzero(vals >= t[r, None]), g)
     rows, items, vals = r[hit_p], j[hit_p] + groups * hit_i, vals[hit_p, hit_i]
     if g * groups < n:
         tail = scores[:, g * groups :]

@@ -34,7 +34,17 @@ from .errors import (
     error_body,
     install_error_handlers,
 )
-from .hotpath import MAX_EXCLUDE, MAX_ID_LENGTH, MAX_K, PREFIX, OneQuery, parse_one, render_batch, render_one
+from .hotpath import (
+    MAX_EXCLUDE,
+    MAX_ID_LENGTH,
+    MAX_K,
+    PREFIX,
+    OneQuery,
+    one_headers,
+    parse_one,
+    render_batch,
+    render_one,
+)
 from .metrics import Metrics
 from .model_store import LoadedModel, ModelStore, Source, make_source
 from .payload_log import PayloadLogger
@@ -231,11 +241,27 @@ class ServerState:
         if idx:
             self.metrics.item_popularity.observe_many(loaded.popularity_percentile[np.asarray(idx, dtype=np.int64)])
 
+    def hot_query(
+        self, method: str, path: str, query_string: bytes, root_path: str | None
+    ) -> tuple[LoadedModel, OneQuery] | None:
+        """The model and the parameters of a GET /v1/recommendations/{user_id} the fast path answers
+        (see hotpath.py); None: the FastAPI route answers it."""
+        loaded = self.store.current if self.store is not None else None
+        if loaded is None or method != "GET" or not path.startswith(PREFIX) or root_path:
+            return None
+        s = self.settings
+        q = parse_one(path, query_string, default_k=s.default_k, max_k=s.max_k, categories=loaded.model.categories)
+        return None if q is None else (loaded, q)
+
     async def one(self, loaded: LoadedModel, q: OneQuery) -> bytes:
         """The body of GET /v1/recommendations/{user_id} (scored in a micro-batch)."""
         rec = await self.batcher.submit(
             loaded, q.user_id, q.k, exclude_seen=q.exclude_seen, exclude=q.exclude, category=q.category
         )
+        return self.one_body(loaded, q, rec)
+
+    def one_body(self, loaded: LoadedModel, q: OneQuery, rec: Recommendations) -> bytes:
+        """A scored GET /v1/recommendations/{user_id}: its payload record (when sampled) and its body."""
         if self.payloads.sampled():
             self.payloads.offer(self._record(loaded, "single", rec, q.k, q.category, q.exclude_seen, len(q.exclude)))
         return render_one(loaded, rec)
@@ -292,7 +318,8 @@ def _route_of(scope: Scope) -> str:
 class ObservabilityMiddleware:
     """Latency/status metrics for every request; the concurrency limit (503 + Retry-After) for /v1 and
     /invocations;
-    the fast path of GET /v1/recommendations/{user_id} (see hotpath.py).
+    the fast path of GET /v1/recommendations/{user_id} (see hotpath.py). Under ``recops-serve`` most hot
+    requests never get here: uvicorn's protocol answers them (rawpath.py) with the same checks and metrics.
 
     Pure ASGI (no BaseHTTPMiddleware overhead). Probes and /metrics are never limited.
     """
@@ -327,21 +354,12 @@ class ObservabilityMiddleware:
         if limited:
             st.in_flight += 1
         try:
-            loaded = st.store.current if st.store is not None else None
-            query = None
-            if loaded is not None and method == "GET" and path.startswith(PREFIX) and not scope.get("root_path"):
-                query = parse_one(
-                    path, scope["query_string"], default_k=st.settings.default_k, max_k=st.settings.max_k,
-                    categories=loaded.model.categories,
-                )  # fmt: skip
-            if loaded is not None and query is not None:
+            hot = st.hot_query(method, path, scope["query_string"], scope.get("root_path"))
+            if hot is not None:
+                loaded, query = hot
                 route = ROUTE_ONE
                 answer = await st.one(loaded, query)
-                headers = [
-                    (b"x-model-version", loaded.version.encode("latin-1")),
-                    (b"content-length", str(len(answer)).encode()),
-                    (b"content-type", b"application/json"),
-                ]  # what Response(body, media_type="application/json", headers={"X-Model-Version": ...}) sends
+                headers = one_headers(loaded, answer)
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": answer})
                 status = 200

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Histogram
 from recops_model import Recommendations, recommend_batch
@@ -27,9 +27,19 @@ from starlette.concurrency import run_in_threadpool
 
 from .model_store import LoadedModel
 
+
+class Waiter(Protocol):
+    """Who gets a request's result: an ``asyncio.Future``, or a callback object (``rawpath.Reply``) that
+    answers the request as soon as the batch is scored, without another event-loop step."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: Recommendations, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 # (model version, k, exclude_seen, exclude, category)
 GroupKey = tuple[LoadedModel, int, bool, tuple[str, ...], str | None]
-Job = tuple[GroupKey, str | None, "asyncio.Future[Recommendations]"]
+Job = tuple[GroupKey, str | None, Waiter]
 MAX_DEFERRALS = 4
 # A batch whose dense scores (users x items) stay under this is scored on the event loop (a few ms at
 # most: thread hand-offs would cost more than they save); a larger one in the thread pool when
@@ -76,13 +86,25 @@ class MicroBatcher:
         exclude: tuple[str, ...],
         category: str | None,
     ) -> asyncio.Future[Recommendations]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Recommendations] = loop.create_future()
-        self._pending.append(((loaded, k, exclude_seen, exclude, category), user_id, fut))
+        fut: asyncio.Future[Recommendations] = asyncio.get_running_loop().create_future()
+        self.add(loaded, user_id, k, exclude_seen, exclude, category, fut)
+        return fut
+
+    def add(
+        self,
+        loaded: LoadedModel,
+        user_id: str | None,
+        k: int,
+        exclude_seen: bool,
+        exclude: tuple[str, ...],
+        category: str | None,
+        waiter: Waiter,
+    ) -> None:
+        """Queue a request; ``waiter`` gets its result (or the scoring error) when its batch is scored."""
+        self._pending.append(((loaded, k, exclude_seen, exclude, category), user_id, waiter))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush, 0, 0)
-        return fut
+            asyncio.get_running_loop().call_soon(self._flush, 0, 0)
 
     def _flush(self, seen: int, deferrals: int) -> None:
         n = len(self._pending)

@@ -99,6 +99,30 @@ def sagemaker_overrides(environ: Mapping[str, str], model_dir_present: bool) -> 
     return out
 
 
+def uvicorn_config(app: Any, settings: Any) -> Any:
+    """The uvicorn configuration of ``app`` (from ``create_app(settings)``): uvloop and httptools when
+    installed, with the hot route answered from the protocol (rawpath.py), access log per settings."""
+    import uvicorn
+
+    try:
+        from .rawpath import protocol_class
+
+        http: Any = protocol_class(app.state.recops)
+    except ImportError:  # no httptools: uvicorn's h11 protocol, every request through ASGI
+        http = "auto"
+    return uvicorn.Config(
+        app,
+        http=http,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_seconds) or None,
+        lifespan="on",
+        server_header=False,
+    )
+
+
 def serve(argv: list[str], *, sagemaker: bool = False) -> int:
     parser = argparse.ArgumentParser(prog="recops-serve", description="Serve a Recops model over HTTP.")
     parser.add_argument("--model-uri", help="model dir, models:/<name>@<alias> or models:/<name>/<version>")
@@ -120,21 +144,10 @@ def serve(argv: list[str], *, sagemaker: bool = False) -> int:
         return 2
     _configure_logging(settings.log_level)
 
-    import uvicorn
-
     from .app import create_app
 
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=int(settings.graceful_timeout_seconds) or None,
-        lifespan="on",
-        server_header=False,
-    )
+    config = uvicorn_config(app, settings)
     server = _server_class()(config)
     server.drain_seconds = settings.drain_seconds
     server.app_state = app.state.recops

@@ -118,6 +118,16 @@ def render_one(loaded: LoadedModel, rec: Recommendations) -> bytes:
     return _dumps(body, rec.scores)
 
 
+def one_headers(loaded: LoadedModel, body: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers of a 200 answer of GET /v1/recommendations/{user_id}: what
+    ``Response(body, media_type="application/json", headers={"X-Model-Version": ...})`` sends."""
+    return [
+        (b"x-model-version", loaded.version.encode("latin-1")),
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", b"application/json"),
+    ]
+
+
 def render_batch(loaded: LoadedModel, recs: list[Recommendations]) -> bytes:
     """The body of POST /v1/recommendations."""
     body = {"model": loaded.ref(), "results": [_user(r) for r in recs]}
