@@ -174,6 +174,8 @@ def _run_record(name: str, obs: JobObservation) -> dict[str, Any]:
     message = (obs.result or {}).get("message") or obs.message
     if message:
         record["message"] = str(message)[:1000]
+    if obs.attempts:
+        record["attempts"] = obs.attempts
     return record
 
 
@@ -230,7 +232,8 @@ def featurepipeline(ctx: Context, body: Mapping[str, Any], patch: MutableMapping
                                                config=fp.job_config(spec, owner), image=spec.image,
                                                plain_env=fp.plain_env(spec), secret_env=tuple(fp.secret_env(spec)),
                                                resources=spec.resources,
-                                               deadline_seconds=spec.active_deadline_seconds))
+                                               deadline_seconds=spec.active_deadline_seconds,
+                                               backoff_limit=spec.backoff_limit))
                         last_name = name
                         extra.update(marks)  # recorded once submitted: a refused submit is tried again
                     except MissingSecret as exc:
@@ -277,7 +280,7 @@ def trainingrun(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str
     secrets = _secrets_verdict(owner.namespace, tr.secret_needs(spec))
     refs = objects if not objects.is_true else secrets
     snapshot, snapshot_uri = Verdict.unknown("NotResolved"), None
-    job_state, result, job_message = None, None, ""
+    job_state, result, job_message, attempts = None, None, "", None
     name = tr.job_name(owner)
     fields: dict[str, Any] = {}
     if backend.is_true and refs.is_true:
@@ -303,20 +306,22 @@ def trainingrun(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[str
                         owner=owner, name=name, program=tr.PROGRAM, config=tr.job_config(spec, owner, snapshot_uri),
                         image=spec.image, plain_env=env, secret_env=tuple(secrets),
                         children=tuple(tr.build_children(spec, owner, snapshot_uri, pipeline_spec)),
-                        resources=spec.resources, deadline_seconds=spec.active_deadline_seconds))
+                        resources=spec.resources, deadline_seconds=spec.active_deadline_seconds,
+                        backoff_limit=spec.backoff_limit))
                 except MissingSecret as exc:
                     refs = Verdict.fail("SecretNotFound", str(exc))
                 obs = backend_impl.observe(owner, name)
             except BackendUnavailable as exc:
                 backend = Verdict.fail("BackendUnavailable", str(exc))
             if obs:
-                job_state, result, job_message = obs.state, obs.result, obs.message
+                job_state, result, job_message, attempts = obs.state, obs.result, obs.message, obs.attempts
                 if obs.started_at:
                     fields["startedAt"] = obs.started_at
                 if obs.finished_at:
                     fields["completedAt"] = obs.finished_at
     verdicts, decided = tr.decide(tr.Observed(backend=backend, references=refs, snapshot=snapshot,
-                                              job_state=job_state, result=result, job_message=job_message))
+                                              job_state=job_state, result=result, job_message=job_message,
+                                              attempts=attempts))
     run = decided.get("mlflowRun")
     if run and run.get("experimentId") and not run.get("url"):
         run["url"] = f"{spec.mlflow.tracking_uri.rstrip('/')}/#/experiments/{run['experimentId']}/runs/{run['runId']}"
@@ -453,7 +458,8 @@ def driftmonitor(ctx: Context, body: Mapping[str, Any], patch: MutableMapping[st
                     backend_impl.submit(JobRequest(owner=owner, name=name, program=dm.PROGRAM, config=config,
                                                    image=dm.DRIFT_IMAGE, plain_env=env, secret_env=tuple(secrets),
                                                    children=tuple(dm.check_children(owner, name, config, env,
-                                                                                     secrets))))
+                                                                                     secrets)),
+                                                   backoff_limit=dm.CHECK_BACKOFF_LIMIT))
                     last = name
                     fields["lastCheck"] = name
                 except MissingSecret as exc:

@@ -209,7 +209,8 @@ class FeaturePipelineSpec(ApiModel):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements,
                                             description="Resources of the job container.")
     active_deadline_seconds: int = Field(3600, ge=60, le=86400, description="Kill a run after this long.")
-    backoff_limit: int = Field(2, ge=0, le=10, description="Retries of a failed run before it counts as failed.")
+    backoff_limit: int = Field(2, ge=0, le=10, description="Retries of a failed run before it counts as failed; exit "
+                               "codes 2 (invalid input) and 3 (a gate refused) are never retried.")
 
 
 class SnapshotRef(ApiModel):
@@ -241,6 +242,7 @@ class RunRecord(ApiModel):
     finished_at: str | None = Field(None, description="Finish time (RFC 3339).")
     duration_seconds: int | None = Field(None, description="Duration in whole seconds.")
     message: str = Field("", description="What happened.")
+    attempts: int | None = Field(None, description="Attempts so far: 1 + retries (`spec.backoffLimit` caps retries).")
 
 
 class FeaturePipelineStatus(StatusBase):

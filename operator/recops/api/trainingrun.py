@@ -122,7 +122,8 @@ class TrainingRunSpec(ApiModel):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements,
                                             description="Resources of the job container.")
     active_deadline_seconds: int = Field(7200, ge=60, le=172800, description="Kill the run after this long.")
-    backoff_limit: int = Field(1, ge=0, le=10, description="Retries of a failed job.")
+    backoff_limit: int = Field(1, ge=0, le=10, description="Retries of a failed job; exit codes 2 (invalid input) "
+                               "and 3 (the promotion gate refused) are never retried.")
 
 
 class MLflowRunRef(ApiModel):
@@ -148,6 +149,7 @@ class TrainingRunStatus(StatusBase):
     promotion_reason: str | None = Field(None, description="Why it was or was not promoted.")
     started_at: str | None = Field(None, description="When the job started.")
     completed_at: str | None = Field(None, description="When the job finished.")
+    attempts: int | None = Field(None, description="Attempts so far: 1 + retries (`spec.backoffLimit` caps retries).")
 
 
 class TrainingRun(ApiModel):

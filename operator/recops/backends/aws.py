@@ -259,6 +259,8 @@ def run_overrides(request: JobRequest, result: str, endpoint_url: str) -> dict[s
            "RECOPS_RESULT_URI": result}
     if request.deadline_seconds:
         env["RECOPS_DEADLINE_SECONDS"] = str(request.deadline_seconds)
+    if request.backoff_limit:
+        env["RECOPS_BACKOFF_LIMIT"] = str(request.backoff_limit)  # aws_runner retries (ECS tasks run once)
     if endpoint_url:
         env["RECOPS_RESULT_ENDPOINT_URL"] = endpoint_url
     overrides = {"containerOverrides": [{"name": JOB_CONTAINER, "environment": _env_list(env)}]}
@@ -323,6 +325,9 @@ def training_job_request(config: Config, request: JobRequest) -> dict[str, Any]:
     env = {**request.plain_env, "RECOPS_RESULT_URI": result_uri(config.aws_result_uri, owner, request.name)}
     if config.aws_endpoint_url:
         env["RECOPS_RESULT_ENDPOINT_URL"] = config.aws_endpoint_url
+    if request.backoff_limit:
+        # aws_runner retries inside the job: SageMaker's RetryStrategy retries only its own internal errors.
+        env["RECOPS_BACKOFF_LIMIT"] = str(request.backoff_limit)
     args: dict[str, Any] = {
         "TrainingJobName": training_job_name(owner),
         "AlgorithmSpecification": {"TrainingImage": request.image, "TrainingInputMode": "File",
@@ -341,14 +346,20 @@ def training_job_request(config: Config, request: JobRequest) -> dict[str, Any]:
     return args
 
 
+def result_attempts(result: Mapping[str, Any] | None) -> int | None:
+    """Attempts aws_runner made (it adds `attempts` to the result document it stores)."""
+    value = (result or {}).get("attempts")
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def training_observation(job: Mapping[str, Any], result: Mapping[str, Any] | None) -> JobObservation:
     status = job.get("TrainingJobStatus", "")
     started, ended = _time(job.get("TrainingStartTime")), _time(job.get("TrainingEndTime"))
     if status == "Completed":
-        return JobObservation("Succeeded", started, ended, result)
+        return JobObservation("Succeeded", started, ended, result, attempts=result_attempts(result))
     if status in ("Failed", "Stopped"):
         message = job.get("FailureReason") or f"the training job is {status.lower()}"
-        return JobObservation("Failed", started, ended, result, str(message))
+        return JobObservation("Failed", started, ended, result, str(message), attempts=result_attempts(result))
     secondary = job.get("SecondaryStatus", "")
     state = "Pending" if secondary in ("Starting", "Pending", "LaunchingMLInstances", "PreparingTrainingStack",
                                        "Downloading", "DownloadingTrainingImage") else "Running"
@@ -556,11 +567,13 @@ class EcsBackend(_AwsBackend):
             if result is None:
                 return None
             return JobObservation("Succeeded" if result.get("ok") else "Failed", None, None, result,
-                                  "state from the result document (ECS no longer lists the task)")
+                                  "state from the result document (ECS no longer lists the task)",
+                                  attempts=result_attempts(result))
         task = tasks[-1]
         result = self.read_result(owner, name) if task.get("lastStatus") == "STOPPED" else None
         state, message = task_state(task, result)
-        return JobObservation(state, _time(task.get("startedAt")), _time(task.get("stoppedAt")), result, message)
+        return JobObservation(state, _time(task.get("startedAt")), _time(task.get("stoppedAt")), result, message,
+                              attempts=result_attempts(result))
 
     def cancel(self, owner: Owner, name: str) -> None:
         for task in self._run_tasks(owner, name):

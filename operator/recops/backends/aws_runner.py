@@ -7,10 +7,13 @@ message, so the job contract (docs/CONTRACTS.md) is kept by this wrapper instead
   `recops-config` (/opt/ml/input/config/hyperparameters.json); written to a file for `PROGRAM run --config FILE`;
 - the result: the program writes `--result-file`; this wrapper uploads it to `RECOPS_RESULT_URI` (s3://...) with
   the job's own credentials (task or SageMaker role), through `RECOPS_RESULT_ENDPOINT_URL` when set (emulators);
-- `RECOPS_DEADLINE_SECONDS`: stop the program after this long (ECS has no deadline of its own);
+- `RECOPS_DEADLINE_SECONDS`: stop the program after this long, all attempts together (ECS has no deadline of its own);
+- `RECOPS_BACKOFF_LIMIT`: retries after a retryable exit code (the job retry policy, `recops.backends.retry`:
+  2 and 3 are final), with a capped exponential backoff; the stored result is the last attempt's, with `attempts`;
 - the exit code is the program's, or 4 when the result could not be stored (the operator would not see it).
 
-Only the standard library and boto3 (a dependency of every job program): nothing else of the operator loads.
+Only the standard library, boto3 (a dependency of every job program) and `recops.backends.retry` (standard
+library only): nothing else of the operator loads.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+from recops.backends.retry import FIRST_DELAY_SECONDS, attempt_text, run_with_retries
 
 HYPERPARAMETERS = Path("/opt/ml/input/config/hyperparameters.json")
 CONFIG_HYPERPARAMETER = "recops-config"
@@ -80,6 +86,28 @@ def run_program(program: str, config: str, env: dict[str, str], deadline: int | 
     return code, body
 
 
+def run_attempts(program: str, config: str, env: dict[str, str], deadline: int | None, backoff_limit: int,
+                 first_delay: float = FIRST_DELAY_SECONDS) -> tuple[int, dict[str, Any]]:
+    """`run_program` under the job retry policy; the deadline covers every attempt, as a Job's
+    activeDeadlineSeconds does. The result is the last attempt's, with `attempts` added."""
+    ends_at = time.monotonic() + deadline if deadline else None
+    bodies: list[dict[str, Any]] = []
+
+    def run_once(attempt: int) -> int:
+        left = max(1, int(ends_at - time.monotonic())) if ends_at is not None else None
+        code, body = run_program(program, config, env, left)
+        bodies.append(body)
+        return code
+
+    def on_retry(attempt: int, code: int, delay: float) -> None:
+        log(f"Retrying the job: {attempt_text(attempt, backoff_limit)} ended with exit code {code}", program=program,
+            reason=bodies[-1].get("reason"), retryInSeconds=delay)
+
+    code, attempts = run_with_retries(run_once, backoff_limit, first_delay=first_delay, deadline=ends_at,
+                                      on_retry=on_retry)
+    return code, {**bodies[-1], "attempts": attempts}
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         log("Refused the arguments: expected exactly one job program (recops-features, recops-train, recops-drift)")
@@ -88,11 +116,12 @@ def main(argv: list[str]) -> int:
     result_uri = env.get("RECOPS_RESULT_URI", "")
     config = read_config(env)
     deadline = int(env["RECOPS_DEADLINE_SECONDS"]) if env.get("RECOPS_DEADLINE_SECONDS") else None
+    limit = int(env.get("RECOPS_BACKOFF_LIMIT") or 0)
     if config is None:
         code, body = EXIT_INVALID, {"ok": False, "reason": "InvalidConfig", "message": "the job got no config: set "
                                     f"RECOPS_CONFIG_JSON or the SageMaker hyperparameter {CONFIG_HYPERPARAMETER!r}"}
     else:
-        code, body = run_program(program, config, env, deadline)
+        code, body = run_attempts(program, config, env, deadline, limit)
     if code != 0 and SAGEMAKER_FAILURE_FILE.parent.is_dir():
         SAGEMAKER_FAILURE_FILE.write_text(str(body.get("message", ""))[:1000])  # becomes SageMaker's FailureReason
     try:

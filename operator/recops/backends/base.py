@@ -36,6 +36,8 @@ class JobRequest:
     children: tuple[Mapping[str, Any], ...] = ()  # kubernetes: the ConfigMap + Job manifests
     resources: ResourceRequirements | None = None  # ecs: sizes the Fargate task
     deadline_seconds: int | None = None  # ecs, sagemaker: stop the run after this long
+    # Retries after a retryable failure (local, ecs, sagemaker; kubernetes: the Job's own backoffLimit).
+    backoff_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class JobObservation:
     finished_at: str | None = None
     result: Mapping[str, Any] | None = None
     message: str = ""
+    attempts: int | None = None  # attempts made so far (1 + retries), when the backend knows
 
 
 @dataclass(frozen=True)

@@ -47,15 +47,18 @@ class KubernetesBackend:
         meta = job["metadata"]
         messages = kube.pod_termination_messages(meta["namespace"], f"job-name={meta['name']}")
         result = next((r for _, _, m in messages if (r := parse_result(m)) is not None), None)
+        # Pods the Job ran: each failed one was an attempt (retried up to spec.backoffLimit).
+        attempts = sum(int(status.get(k) or 0) for k in ("failed", "succeeded", "active")) or None
         if _condition_time(job, "Complete") or _condition_time(job, "SuccessCriteriaMet"):
             return JobObservation("Succeeded", started, status.get("completionTime") or
-                                  _condition_time(job, "Complete"), result)
+                                  _condition_time(job, "Complete"), result, attempts=attempts)
         failed_at = _condition_time(job, "Failed")
         if failed_at:
             reason = next((c.get("message", "") for c in status.get("conditions") or []
                            if c.get("type") == "Failed"), "")
-            return JobObservation("Failed", started, failed_at, result, reason)
-        return JobObservation("Running" if status.get("active") else "Pending", started, None, result)
+            return JobObservation("Failed", started, failed_at, result, reason, attempts=attempts)
+        return JobObservation("Running" if status.get("active") else "Pending", started, None, result,
+                              attempts=attempts)
 
     def cancel(self, owner: Owner, name: str) -> None:
         kube.delete("batch/v1", "Job", owner.namespace, name)

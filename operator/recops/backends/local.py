@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from recops.backends.base import JobObservation, JobRequest, ServingObservation, ServingRequest
+from recops.backends.retry import FIRST_DELAY_SECONDS, attempt_text
 from recops.conditions import now_rfc3339
 from recops.controllers.common import Owner, SecretEnv
 from recops.faults import crash_point
@@ -42,6 +43,13 @@ class MissingSecret(Exception):
     pass
 
 
+def _first_retry_delay() -> float:
+    """RECOPS_LOCAL_RETRY_DELAY_SECONDS: the wait before a local job's first retry (doubling, capped at 60 s)."""
+    try:
+        return float(os.environ.get("RECOPS_LOCAL_RETRY_DELAY_SECONDS") or FIRST_DELAY_SECONDS)
+    except ValueError:
+        return FIRST_DELAY_SECONDS
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -58,6 +66,41 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def job_observation_from_exit(ended: Mapping[str, Any], started_at: str | None,
+                              result: Mapping[str, Any] | None) -> JobObservation:
+    """How a finished local run ended, from the runner's `exit.json` (an old runner's has no attempts)."""
+    code = int(ended["exitCode"])
+    attempts = int(ended.get("attempts") or 1)
+    message = f"exit code {code}"
+    if attempts > 1:
+        codes = ", ".join(str(c) for c in ended.get("exitCodes") or [])
+        message += f" after {attempts} attempts (exit codes {codes})"
+    return JobObservation("Succeeded" if code == 0 else "Failed", started_at, ended["finishedAt"], result, message,
+                          attempts=attempts)
+
+
+def running_message(attempt: Mapping[str, Any]) -> str:
+    """What a running local job is doing, from the runner's `attempt.json` (empty before the first attempt)."""
+    if not attempt.get("attempt"):
+        return ""
+    current = int(attempt["attempt"])
+    limit = int(attempt.get("of") or current) - 1
+    if attempt.get("retryAt"):
+        codes = attempt.get("exitCodes") or []
+        last = f" with exit code {codes[-1]}" if codes else ""
+        return (f"{attempt_text(current, limit)} ended{last}; {attempt_text(current + 1, limit)} starts at "
+                f"{attempt['retryAt']}")
+    return attempt_text(current, limit)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,9 +110,10 @@ def _free_port() -> int:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, state_dir: Path, secret_lookup: SecretLookup) -> None:
+    def __init__(self, state_dir: Path, secret_lookup: SecretLookup, first_retry_delay: float | None = None) -> None:
         self.state_dir = state_dir
         self.secret_lookup = secret_lookup
+        self.first_retry_delay = _first_retry_delay() if first_retry_delay is None else first_retry_delay
 
     # -- shared -------------------------------------------------------------------------------------------------
     def _dir(self, owner: Owner, name: str) -> Path:
@@ -99,7 +143,8 @@ class LocalBackend:
         (run_dir / "config.json").write_text(json.dumps(request.config, indent=2, sort_keys=True))
         env = self._env(request.owner, request.plain_env, request.secret_env)
         env["RECOPS_RESULT_FILE"] = str(run_dir / "result.json")
-        command = [sys.executable, "-m", "recops.backends.local_runner", str(run_dir), "--",
+        command = [sys.executable, "-m", "recops.backends.local_runner", str(run_dir),
+                   "--backoff-limit", str(request.backoff_limit), "--first-delay", str(self.first_retry_delay), "--",
                    *self._command(request.program), "run", "--config", str(run_dir / "config.json"),
                    "--result-file", str(run_dir / "result.json")]
         proc = subprocess.Popen(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
@@ -121,14 +166,15 @@ class LocalBackend:
                 result = None
         if (run_dir / "exit.json").exists():
             ended = json.loads((run_dir / "exit.json").read_text())
-            state = "Succeeded" if ended["exitCode"] == 0 else "Failed"
-            return JobObservation(state, started.get("startedAt"), ended["finishedAt"], result,
-                                  f"exit code {ended['exitCode']}")
+            return job_observation_from_exit(ended, started.get("startedAt"), result)
+        attempt = _read_json(run_dir / "attempt.json")
         pid = int((run_dir / "pid").read_text())
-        if _alive(pid):
-            return JobObservation("Running", started.get("startedAt"), None, result)
+        if _alive(pid):  # a result.json now is an earlier attempt's: the run's result comes with exit.json
+            return JobObservation("Running", started.get("startedAt"), None, None, running_message(attempt),
+                                  attempts=attempt.get("attempt"))
         return JobObservation("Failed", started.get("startedAt"), now_rfc3339(), result,
-                              "the job process ended without recording an exit code (killed?)")
+                              "the job process ended without recording an exit code (killed?)",
+                              attempts=attempt.get("attempt"))
 
     def cancel(self, owner: Owner, name: str) -> None:
         self._kill(self._dir(owner, name))

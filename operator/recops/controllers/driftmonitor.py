@@ -31,6 +31,7 @@ from recops.controllers.schedule import duration_seconds, period_seconds
 COMPONENT = "recops-drift-monitor"
 PROGRAM = "recops-drift"
 DRIFT_IMAGE = "ghcr.io/recops/drift:0.1.0"
+CHECK_BACKOFF_LIMIT = 1  # retries of a failed check, on every backend (exit codes 2 and 3 are never retried)
 _DEFAULT_RESOURCES = ResourceRequirements()
 
 
@@ -100,7 +101,8 @@ def check_children(owner: Owner, name: str, config: Mapping[str, Any], env: Mapp
                        resource_spec=_DEFAULT_RESOURCES)
     meta = child_meta(owner, name, COMPONENT)
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
-           "spec": {"backoffLimit": 1, "podFailurePolicy": POD_FAILURE_POLICY, "activeDeadlineSeconds": 3600,
+           "spec": {"backoffLimit": CHECK_BACKOFF_LIMIT, "podFailurePolicy": POD_FAILURE_POLICY,
+                    "activeDeadlineSeconds": 3600,
                     "ttlSecondsAfterFinished": 86400,
                     "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod}}}
     return [config_map(owner, cm_name, COMPONENT, config), job]

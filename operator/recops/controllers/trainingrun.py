@@ -137,11 +137,14 @@ class Observed:
     job_state: str | None  # None (not started), "Running", "Succeeded", "Failed"
     result: Mapping[str, Any] | None
     job_message: str = ""
+    attempts: int | None = None  # attempts of the job so far (1 + retries), when the backend knows
 
 
 def decide(observed: Observed) -> tuple[dict[str, Verdict], dict[str, Any]]:
     status: dict[str, Any] = {}
     promoted = Verdict.unknown("NotEvaluated", "the run has not finished")
+    if observed.attempts:
+        status["attempts"] = observed.attempts
     for blocker in (observed.backend, observed.references, observed.snapshot):
         if not blocker.is_true:
             return {"Succeeded": (blocker if blocker.status == "False" else Verdict.unknown(blocker.reason,
@@ -170,7 +173,9 @@ def decide(observed: Observed) -> tuple[dict[str, Verdict], dict[str, Any]]:
     if observed.job_state in (None, "Pending"):
         return {"Succeeded": Verdict.unknown("Pending", "the training job is starting"), "Promoted": promoted}, status
     if observed.job_state == "Running":
-        return {"Succeeded": Verdict.unknown("Running", "the training job is running"), "Promoted": promoted}, status
+        running = f"the training job is running ({observed.job_message})" if observed.job_message else \
+            "the training job is running"
+        return {"Succeeded": Verdict.unknown("Running", running), "Promoted": promoted}, status
     # A run the gate refused is a finished training, not a failure (exit code 3, reason PromotionRefused).
     if observed.job_state == "Succeeded" or (result is not None and result.get("reason") == "PromotionRefused"):
         if result is None:

@@ -421,6 +421,7 @@ def ready_http_path(path: str) -> Callable[[Ctx, Record], bool]:
 
 
 def start_s3(ctx: Ctx, prev: Record | None) -> Record:
+    """moto in server mode keeps objects in memory only: a restart (even of s3 alone) loses them (README.md)."""
     port = ctx.port("s3", "http", prev)
     argv = [_venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)]
     pid = spawn(argv, log=ctx.log("s3"))

@@ -352,7 +352,10 @@ def down(
         with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
             list(pool.map(stop, todo))
         for name in todo:
-            data.setdefault("stopped", {})[name] = {"ports": records.pop(name).get("ports", {})}
+            # What a component stopped alone needs to come back as it was: its ports (clients address them) and
+            # PostgreSQL's password (its data directory, kept until the whole lab goes down, was made with it).
+            rec = records.pop(name)
+            data.setdefault("stopped", {})[name] = {k: rec[k] for k in ("ports", "password") if k in rec}
             stopped.append(name)
         data["components"] = records
         if not records:
