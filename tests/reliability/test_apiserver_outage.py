@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from fixtures.kube import Kubectl
+from fixtures.kube import Kubectl, temp_namespace
 from fixtures.operator import OperatorProcess, operator_env, wait_for
 from recops.lab import down, up
 from recops.lab.core import load_state
@@ -32,10 +31,8 @@ RECOVERY_LIMIT = 15.0
 
 @pytest.fixture
 def namespace(cluster: Any) -> Iterator[Kubectl]:
-    k = Kubectl(cluster.kubectl, cluster.env, f"outage-{uuid.uuid4().hex[:8]}")
-    k.run("create", "namespace", k.namespace, namespaced=False)
-    yield k
-    k.run("delete", "namespace", k.namespace, "--wait=false", check=False, namespaced=False)
+    with temp_namespace(cluster, "outage") as k:
+        yield k
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from fixtures.kube import ROOT, Kubectl
+from fixtures.kube import ROOT, Kubectl, temp_namespace
 from fixtures.operator import OperatorProcess, run_operator, wait_for
 from recops_model import save_model
 from serverproc_helpers import PYTHONPATH, launch_server, small_model, stop_process
@@ -231,10 +230,8 @@ MANIFESTS = [
 @pytest.fixture(scope="module")
 def ns(cluster: Any) -> Iterator[Kubectl]:
     """One namespace for the whole module (the operator's objects live here too)."""
-    k = Kubectl(cluster.kubectl, cluster.env, f"bad-input-{uuid.uuid4().hex[:6]}")
-    k.run("create", "namespace", k.namespace, namespaced=False)
-    yield k
-    k.run("delete", "namespace", k.namespace, "--wait=false", check=False, namespaced=False)
+    with temp_namespace(cluster, "bad-input") as k:
+        yield k
 
 
 def _named(example: str, name: str, namespace: str) -> dict[str, Any]:

@@ -5,13 +5,13 @@ Each component is stopped and started again with the lab's own per-component `do
 
 Each job must fail with a condition naming the component, nothing may be half-published (no snapshot manifest
 without all its data files, no `latest.json` naming a missing manifest, no MLflow model version without its
-artifacts), and once the component is back a new run (a run request, or a new TrainingRun: the local backend
-does not retry a failed job by itself) must succeed. The operator is never restarted.
+artifacts), and once the component is back a new run (a run request, or a new TrainingRun) must succeed. The
+operator is never restarted. The pipelines here set `backoffLimit: 0` so the outage fails the run at once; retries
+across an outage are tested in test_job_retries.py.
 
-What the lab's restart does not keep (seen here, recops/lab is not changed by this test): the S3 emulator keeps
-objects in memory, so they are gone after its restart; PostgreSQL restarted through `up` gets a new password and a
-fresh data directory (the record with the old password is removed by `down`). The test re-seeds the data and
-updates the DSN Secret after those restarts, as an operator of a real store would not need to.
+What the lab's restart does not keep: the S3 emulator keeps objects in memory, so they are gone after its restart
+and the test re-seeds them, as an operator of a real store would not need to. PostgreSQL restarted through `down`/
+`up` keeps its password and data directory, so its DSN Secret and profiles stay as they were.
 
 Uses the lab (fixed ports): `flock /tmp/recops-lab.lock .venv/bin/pytest tests/reliability/test_component_outages.py`.
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fixtures.kube import Kubectl
+from fixtures.kube import Kubectl, temp_namespace
 from fixtures.operator import OperatorProcess, operator_env, wait_for
 from recops.lab import down, up
 from recops.lab.core import info_from_state, load_state
@@ -90,21 +90,20 @@ def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     from recops_features.datagen import GenerateSpec, generate
 
     tmp = tmp_path_factory.mktemp("outages")
-    k = Kubectl(cluster.kubectl, cluster.env, f"outage-{uuid.uuid4().hex[:8]}")
-    k.run("create", "namespace", k.namespace, namespaced=False)
-    data = generate(GenerateSpec(events=20_000, days=30, seed=7,
-                                 end_date=dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)))
-    _seed(cluster, data)
-    _secrets(k, cluster)
-    op = OperatorProcess(operator_env(cluster.env, tmp, RECOPS_BACKENDS="kubernetes,local"), tmp / "operator.log")
-    op.start()
-    try:
-        yield World(cluster, k, op, tmp / "runs", tmp, data)
-    finally:
-        op.stop()
-        k.run("delete", "namespace", k.namespace, "--wait=false", check=False, namespaced=False)
-        if RESULTS:
-            print("\n" + "\n".join(RESULTS))
+    with temp_namespace(cluster, "outage") as k:
+        data = generate(GenerateSpec(events=20_000, days=30, seed=7,
+                                     end_date=dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)))
+        _seed(cluster, data)
+        _secrets(k, cluster)
+        op = OperatorProcess(operator_env(cluster.env, tmp, RECOPS_BACKENDS="kubernetes,local"),
+                             tmp / "operator.log")
+        op.start()
+        try:
+            yield World(cluster, k, op, tmp / "runs", tmp, data)
+        finally:
+            op.stop()
+    if RESULTS:
+        print("\n" + "\n".join(RESULTS))
 
 
 # -- the lab's per-component stop and start, on the same port ------------------------------------------------------
@@ -152,7 +151,8 @@ def _pipeline(name: str, output: Path) -> dict[str, Any]:
                                  "catalog": {"uri": f"s3://{BUCKET}/clickstream/catalog/items.parquet"},
                                  "profiles": {"dsnSecretRef": {"name": "lab-postgres", "key": "dsn"},
                                               "table": "user_profiles"}},
-                     "window": {"days": 28}, "output": {"uri": str(output)}, "quality": {"minRows": 1000}}}
+                     "window": {"days": 28}, "output": {"uri": str(output)}, "quality": {"minRows": 1000},
+                     "backoffLimit": 0}}
 
 
 def _wait_job_started(world: World, uid: str) -> Path:
@@ -220,10 +220,8 @@ def test_feature_job_fails_clearly_when_a_store_goes_away_and_recovers(world: Wo
     finally:
         start_seconds = _start(world.lab, component, port)
     back = time.monotonic()
-    # What the restart lost (see the module docstring) is put back, as the store's owner would have it.
-    _seed(world.lab, world.data, (component,))
-    if component == "postgres":
-        _secrets(k, world.lab)
+    if component == "s3":  # the emulator lost its objects (see the module docstring): put them back
+        _seed(world.lab, world.data, ("s3",))
     cond = _conditions(obj)["Ready"]
     assert obj["status"]["lastRun"]["result"] == "Failed", obj["status"]["lastRun"]
     assert cond["reason"] == reason, cond

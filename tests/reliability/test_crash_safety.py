@@ -31,14 +31,13 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from fixtures.kube import ROOT, Kubectl
+from fixtures.kube import ROOT, Kubectl, temp_namespace
 from fixtures.operator import OperatorProcess, operator_env, wait_for
 from integration.aws.conftest import aws, aws_emulator  # noqa: F401 (fixtures: moto in server mode, an emulator)
 from integration.training.conftest import mlflow_home, mlflow_server, snapshot_dir  # noqa: F401 (fixtures)
@@ -186,16 +185,14 @@ def converge(cluster: Cluster, timeout: float = 90) -> float:
 
 @pytest.fixture
 def namespace(cluster: Any) -> Iterator[Kubectl]:
-    k = Kubectl(cluster.kubectl, cluster.env, f"crash-{uuid.uuid4().hex[:8]}")
-    k.run("create", "namespace", k.namespace, namespaced=False)
-    for name, data in SECRETS.items():
-        k.run("create", "secret", "generic", name, *[f"--from-literal={a}={b}" for a, b in data.items()])
-    yield k
-    # No operator watches this namespace any more: drop our finalizers so the namespace can go.
-    for obj in Cluster(k).ours():
-        k.run("patch", obj["kind"].lower(), obj["metadata"]["name"], "--type=merge", "-p",
-              '{"metadata":{"finalizers":null}}', check=False)
-    k.run("delete", "namespace", k.namespace, "--wait=false", check=False, namespaced=False)
+    with temp_namespace(cluster, "crash") as k:
+        for name, data in SECRETS.items():
+            k.run("create", "secret", "generic", name, *[f"--from-literal={a}={b}" for a, b in data.items()])
+        yield k
+        # No operator watches this namespace any more: drop our finalizers so the namespace can go.
+        for obj in Cluster(k).ours():
+            k.run("patch", obj["kind"].lower(), obj["metadata"]["name"], "--type=merge", "-p",
+                  '{"metadata":{"finalizers":null}}', check=False)
 
 
 class ScopedOperator(OperatorProcess):

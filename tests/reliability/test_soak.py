@@ -21,13 +21,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.kube import Kubectl
+from fixtures.kube import Kubectl, temp_namespace
 from fixtures.operator import OperatorProcess, operator_env, run_operator, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s", "mlflow"), pytest.mark.timeout(1200)]
@@ -48,10 +47,8 @@ GONE_WITHIN = 90.0  # seconds for a deleted round to disappear (finalizers relea
 
 @pytest.fixture
 def namespace(cluster: Any) -> Iterator[Kubectl]:
-    k = Kubectl(cluster.kubectl, cluster.env, f"soak-{uuid.uuid4().hex[:8]}")
-    k.run("create", "namespace", k.namespace, namespaced=False)
-    yield k
-    k.run("delete", "namespace", k.namespace, "--wait=false", check=False, namespaced=False)
+    with temp_namespace(cluster, "soak") as k:
+        yield k
 
 
 def _doc(kind: str, name: str, mlflow: str) -> dict[str, Any]:

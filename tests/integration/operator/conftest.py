@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fixtures.kube import PROM_CRDS, ROOT, Kubectl
+from fixtures.kube import PROM_CRDS, ROOT, Kubectl, temp_namespace
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +20,5 @@ def cluster(lab: Any) -> Any:
 
 @pytest.fixture
 def kubectl(cluster: Any) -> Iterator[Kubectl]:
-    namespace = f"t-{uuid.uuid4().hex[:8]}"
-    k = Kubectl(cluster.kubectl, cluster.env, namespace)
-    k.run("create", "namespace", namespace, namespaced=False)
-    yield k
-    k.run("delete", "namespace", namespace, "--wait=false", check=False, namespaced=False)
+    with temp_namespace(cluster, "t") as k:
+        yield k
