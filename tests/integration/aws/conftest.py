@@ -2,8 +2,10 @@
 
 `moto_server -H 127.0.0.1 -p <free port>` runs as its own process for this directory's session and is stopped at
 the end. What the emulator does not do, and the tests therefore do themselves (each test says where):
-- it starts no container: an ECS task stays RUNNING until StopTask, services never start tasks, and SageMaker
-  training jobs report Completed and endpoints InService at once without running anything;
+- it starts no container: an ECS task's lastStatus moves one step towards STOPPED on every DescribeTasks (STOPPED
+  after four; tests/reliability/test_soak_aws.py sets moto's state manager to keep tasks RUNNING until StopTask),
+  services never start tasks, and SageMaker training jobs report Completed and endpoints InService at once without
+  running anything;
 - StopTrainingJob and UpdateEndpoint answer HTTP 500 (not implemented).
 `run_like_ecs` does what ECS would do with a task: resolve its `secrets` (from the emulated SSM), run its command
 with its environment and overrides here, then stop it.
