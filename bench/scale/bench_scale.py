@@ -26,19 +26,28 @@ see counted_operator.py) measures:
             then the namespace (children are garbage collected) and the time that took
 Operator CPU seconds and peak RSS (VmHWM) come from /proc via psutil; API requests are counted in the
 operator's process (both HTTP stacks) and cross-checked with the API server's apiserver_request_total.
+Where the memory goes: `kill -USR2 <operator pid>` (counted_operator.py) appends object counts by type, asyncio
+tasks by coroutine, kopf's per-object memories and kept bodies (managedFields share) and glibc's heap to
+WORKDIR/<config>-counts-<n>.mem.txt, and pymalloc's arenas to the operator's log; it costs nothing until asked.
 
-Results: bench/results/scale.json and bench/results/scale.md. Run it under the lab lock:
+Results: bench/results/scale.json and .md by default (--out PATH.json for another file, e.g. the 5,000 record
+bench/results/scale-5000-in-tree.json). Run it under the lab lock:
     flock /tmp/recops-lab.lock .venv/bin/python bench/scale/bench_scale.py --sizes 1000
 or on a private control plane that no one else uses (its own state dir; the k8s components take free ports):
-    RECOPS_LAB_DIR=/tmp/recops-bench-lab .venv/bin/python bench/scale/bench_scale.py --sizes 5000
-The resync timer (`tuning.resync_timer`/`run_resync` in main.py) and the lazy scipy import in recops_drift, once
-measured from a scratch copy as proposed.patch, are in the tree since 2026-11-29. A proposed change still outside
-the tree (proposed-events.patch, not applied) is measured from a scratch copy:
+    RECOPS_LAB_DIR=/tmp/recops-bench-lab .venv/bin/python bench/scale/bench_scale.py --sizes 5000 \
+        --out bench/results/scale-5000-in-tree.json
+    RECOPS_LAB_DIR=/tmp/recops-bench-lab .venv/bin/recops lab down   # afterwards (--keep-lab keeps it up)
+In the tree since 2026-11-29, each measured first from a scratch copy: the resync timer's initial delay and own
+threads and the lazy scipy import in recops_drift (morning); then (afternoon, for 5,000 objects under 250 MB)
+one resync scheduler instead of a kopf timer per object (`tuning.Resyncs`, main.py), managedFields dropped
+before kopf keeps a body, kopf's per-object workers limited (RECOPS_OBJECT_WORKERS) and two malloc arenas. A
+change still outside the tree (proposed-events.patch, not applied) is measured from a scratch copy:
     bench/scale/make_scratch.sh /tmp/recops-scratch bench/scale/proposed-events.patch
     # then --pythonpath tuned:/tmp/recops-scratch
 Options: --sizes 1000,5000 --configs baseline,tuned --rounds 1 --latency-samples 200 --steady 60
          --env tuned:RECOPS_WORKERS=16 (extra environment per config) --pythonpath tuned:/tmp/scratch/operator
-         --no-restart --no-client-floor --replicas 0 --keep-lab
+         --no-restart --no-floor (neither floor) --no-client-floor --replicas 0 --keep-lab --workdir DIR
+         --out PATH.json --note TEXT (repeatable) --render (no run: add --note to --out and rewrite its .md)
 """
 
 from __future__ import annotations
@@ -861,9 +870,17 @@ async def ensure_service_cidr(api: Api) -> bool:
     body = {"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
             "metadata": {"name": SERVICE_CIDR_NAME, "labels": {BENCH_LABEL: "scale"}},
             "spec": {"cidrs": [SERVICE_CIDR]}}
+    path = f"/apis/networking.k8s.io/v1/servicecidrs/{SERVICE_CIDR_NAME}"
+    for _ in range(600):  # one an earlier run deleted may still be going (its Services' IPs are released first)
+        code, got = await api.call("GET", path, ok=(200, 404))
+        if code == 404 or not got["metadata"].get("deletionTimestamp"):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise RuntimeError(f"the ServiceCIDR {SERVICE_CIDR_NAME} of an earlier run is still being deleted")
     status, _ = await api.call("POST", "/apis/networking.k8s.io/v1/servicecidrs", body, ok=(201, 409))
     for _ in range(50):
-        _, got = await api.call("GET", f"/apis/networking.k8s.io/v1/servicecidrs/{SERVICE_CIDR_NAME}")
+        _, got = await api.call("GET", path)
         if any(c["type"] == "Ready" and c["status"] == "True" for c in (got.get("status") or {}).get("conditions", [])):
             return status == 201
         await asyncio.sleep(0.2)
@@ -928,6 +945,8 @@ def summarize(size: int, floors: dict[str, Any], runs: list[dict[str, Any]]) -> 
             "steady_requests_per_second": med(lambda r: r["steady"]["requests_per_second"]),
             "peak_rss_mb": med(lambda r: max(v for v in (r.get("peak_rss_mb"), (r.get("restart") or {})
                                                           .get("peak_rss_mb")) if v is not None)),
+            "rss_after_steady_mb": med(lambda r: r.get("rss_mb_after_steady")),
+            "restart_peak_rss_mb": med(lambda r: (r.get("restart") or {}).get("peak_rss_mb")),
             "requests_per_reconcile_converge": med(lambda r: r["converge"]["requests_per_reconcile"]),
             "requests_per_object_converge": med(lambda r: round(r["converge"]["requests"] / r["converge"]["objects"],
                                                                 2)),
@@ -953,9 +972,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"Versions: {', '.join(f'{k} {v}' for k, v in result['versions'].items())}.", "",
              result["definition"], ""]
     if any("PYTHONPATH" in run.get("env", {}) for size in result["sizes"] for run in size["runs"]):
-        lines += ["PYTHONPATH in a configuration = a scratch copy of the operator with a proposed patch applied "
-                  "(bench/scale/make_scratch.sh): a change measured before it lands. Runs before 2026-11-29T10:00Z "
-                  "measured the resync timer and lazy scipy import that way; they are in the tree since.", ""]
+        lines += ["PYTHONPATH in a configuration = a scratch copy of the operator (bench/scale/make_scratch.sh): a "
+                  "change measured before it lands (the notes say which).", ""]
     lines += [f"Note: {note}" for note in result.get("notes", [])] + ([""] if result.get("notes") else [])
     for size in result["sizes"]:
         s = size.get("summary") or summarize(size["recommenderdeployments"], size["floors"], size["runs"])
@@ -980,6 +998,8 @@ def markdown(result: dict[str, Any]) -> str:
                 ("steady operator CPU (%)", "steady_operator_cpu_percent"),
                 ("steady API requests/s", "steady_requests_per_second"),
                 ("peak RSS (MB)", "peak_rss_mb"),
+                ("RSS after the quiet window (MB)", "rss_after_steady_mb"),
+                ("peak RSS of the restarted operator (MB)", "restart_peak_rss_mb"),
                 ("API requests / reconcile (converge)", "requests_per_reconcile_converge"),
                 ("API requests / object to converge", "requests_per_object_converge"),
                 ("API writes / object to converge", "writes_per_object_converge"),
@@ -1052,7 +1072,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                                     "runs": []}
             probe = manifests("x", n, args.replicas)
             size["objects"] = len(probe)
-            for how in ([] if args.no_floor else ["bare"]) + ([] if args.no_client_floor else ["client"]):
+            for how in [] if args.no_floor else ["bare"] + ([] if args.no_client_floor else ["client"]):
                 objs = manifests(f"recops-scale-floor-{how}-{n}", n, args.replicas)
                 size["floors"][how] = await floor(api, f"recops-scale-floor-{how}-{n}", objs, monitoring, how)
             for rnd in range(args.rounds):
@@ -1104,9 +1124,19 @@ def main() -> int:
     parser.add_argument("--no-monitoring-crds", action="store_true")
     parser.add_argument("--keep-lab", action="store_true")
     parser.add_argument("--workdir", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "recops-bench-scale"))
-    parser.add_argument("--out", default=str(RESULTS / "scale.json"))
+    parser.add_argument("--out", default=str(RESULTS / "scale.json"), help="results JSON (and the .md beside it)")
+    parser.add_argument("--note", action="append", default=[], help="a note for the results (repeatable)")
+    parser.add_argument("--render", action="store_true", help="run nothing: add the notes to --out, write its .md")
     args = parser.parse_args()
-    result = asyncio.run(amain(args))
+    if args.render:
+        result = json.loads(Path(args.out).read_text())
+        result["notes"] = [*result.get("notes", []), *args.note]
+        for size in result["sizes"]:  # summaries of an older version of this script lack newer rows
+            size["summary"] = summarize(size["recommenderdeployments"], size["floors"], size["runs"])
+        write_results(result, args.out)
+        log(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+        return 0
+    result = {**asyncio.run(amain(args)), "notes": args.note}
     write_results(result, args.out)
     log(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
+import ctypes
 import json
 import os
 import sys
@@ -84,6 +86,50 @@ def install() -> None:
     urllib3.connectionpool.HTTPConnectionPool._new_conn = counted_new_conn  # type: ignore[method-assign]
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                        "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def memdump(path: Path) -> None:
+    """Object counts, kopf's per-object memory, asyncio tasks, threads and glibc's heap: where the RSS goes."""
+    import asyncio
+    import gc
+
+    lines = [f"== {time.strftime('%H:%M:%S')}"]
+    status = Path("/proc/self/status").read_text().splitlines()
+    lines += [ln for ln in status if ln.startswith(("VmRSS", "VmHWM", "RssAnon", "Threads"))]
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        mi = libc.mallinfo2()
+        lines.append(f"glibc: arena (brk) {mi.arena / 2**20:.1f} MB, mmapped {mi.hblkhd / 2**20:.1f} MB, in use "
+                     f"{mi.uordblks / 2**20:.1f} MB, free in heap {mi.fordblks / 2**20:.1f} MB, releasable "
+                     f"{mi.keepcost / 2**20:.1f} MB")
+    objects = gc.get_objects()
+    types = collections.Counter(type(o).__qualname__ for o in objects)
+    lines.append(f"gc-tracked objects {len(objects)}; top types: "
+                 + ", ".join(f"{name} {n}" for name, n in types.most_common(25)))
+    loop = asyncio.events._get_running_loop()
+    if loop is not None:
+        tasks = asyncio.all_tasks(loop)
+        names = collections.Counter(getattr(t.get_coro(), "__qualname__", "?") for t in tasks)
+        lines.append(f"asyncio tasks {len(tasks)}: " + ", ".join(f"{k} {v}" for k, v in names.most_common(10)))
+    memories = [o for o in objects if type(o).__name__ == "ResourceMemory"]
+    bodies = [m.daemons_memory.live_fresh_body for m in memories]
+    raws = [dict(b) for b in bodies if b is not None]
+    if raws:
+        total = sum(len(json.dumps(r)) for r in raws)
+        managed = sum(len(json.dumps(r.get("metadata", {}).get("managedFields"))) for r in raws)
+        annotations = sum(len(json.dumps(r.get("metadata", {}).get("annotations"))) for r in raws)
+        lines.append(f"kopf ResourceMemory {len(memories)}, live bodies {len(raws)}: JSON {total / 2**20:.1f} MB "
+                     f"(managedFields {managed / 2**20:.1f} MB, annotations {annotations / 2**20:.1f} MB)")
+    del objects, memories, bodies, raws
+    with path.open("a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    sys._debugmallocstats()  # pymalloc's arenas, to stderr (the operator's log)
+
+
 def main() -> int:
     path = Path(os.environ["RECOPS_BENCH_COUNTS"])
     install()
@@ -111,6 +157,10 @@ def main() -> int:
                 fh.write("\n".join(lines) + "\n")
 
         signal.signal(signal.SIGUSR1, snapshot)
+    # Diagnosis, costs nothing until asked: `kill -USR2 PID` appends where the memory goes to *.mem.txt.
+    import signal
+
+    signal.signal(signal.SIGUSR2, lambda *_: memdump(path.with_suffix(".mem.txt")))
     atexit.register(dump, path)
     from recops.cli import main as recops_main
 

@@ -81,6 +81,12 @@ def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any
         return None
 
 
+def patch_status(api_version: str, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """Merge-patch an object's status subresource (the resync's status write; kopf writes the handlers')."""
+    _resource(api_version, kind).status.patch(name=name, namespace=namespace, body={"status": dict(status)},
+                                              content_type="application/merge-patch+json")
+
+
 def list_objects(api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
     items = _resource(api_version, kind).get(namespace=namespace, label_selector=label_selector).items
     return [dict(i.to_dict()) for i in items]

@@ -1,10 +1,12 @@
-"""kopf registrations only: every handler delegates to `recops.reconcile`.
+"""kopf registrations and the resync scheduler: every handler and resync delegates to `recops.reconcile`.
 
 Run with `recops operator` (or `kopf run -m recops.main`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +23,7 @@ from recops.metrics import start_metrics_server
 
 CONFIG = load()
 log = logging.getLogger("recops")
+tuning.limit_malloc_arenas()  # before kopf starts its threads
 
 
 def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -64,20 +67,64 @@ def probe(**_: Any) -> bool:
     return True
 
 
+# RECOPS_TUNING=on: one resync scheduler for all objects (tuning.Resyncs); off: a kopf timer per object.
+RESYNCS = tuning.Resyncs() if tuning.enabled() else None
+_KOPF_CONTEXT: list[contextvars.Context] = []  # a change handler's context: kopf.event needs kopf's variables
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+@kopf.on.startup()
+async def start_resyncs(**_: Any) -> None:
+    if RESYNCS is not None:
+        task = asyncio.create_task(RESYNCS.run(_resync, float(CONFIG.resync_seconds), lambda: _KOPF_CONTEXT[0].copy()))
+        _TASKS.add(task)
+        task.add_done_callback(_resyncs_ended)
+
+
+def _resyncs_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        log.critical("The resync scheduler stopped: %r", task.exception())
+
+
+def _resync(plural: str, namespace: str, name: str, uid: str) -> None:
+    """One resync: read the object fresh (inside its lock, so never older than a change handler's body)."""
+    kind = next(k for k, p in reconcile.KIND_PLURALS.items() if p == plural)
+    with CTX.lock_for(uid):  # re-entrant: reconcile.run takes it again
+        body = kube.get(f"{GROUP}/{VERSION}", kind, namespace, name)
+        if body is None or body["metadata"].get("uid") != uid:
+            if RESYNCS is not None:
+                RESYNCS.forget(uid)
+            return
+        if body["metadata"].get("deletionTimestamp"):
+            return  # the delete handler has it
+        patch: dict[str, Any] = {}
+        reconcile.run(CTX, plural, body, patch)
+        if patch.get("status"):
+            kube.patch_status(f"{GROUP}/{VERSION}", kind, namespace, name, patch["status"])
+
+
 def _register(plural: str) -> None:
     def handle(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        if RESYNCS is not None:
+            if not _KOPF_CONTEXT:
+                _KOPF_CONTEXT.append(contextvars.copy_context())
+            RESYNCS.register(body.meta.uid or "", plural, body.meta.namespace or "", body.meta.name or "",
+                             float(CONFIG.resync_seconds), tuning.resync_jitter())
         reconcile.run(CTX, plural, body, patch)  # type: ignore[arg-type]
 
     async def timer(body: kopf.Body, patch: kopf.Patch, stopped: Any = None, **_: Any) -> None:
         await tuning.run_resync(reconcile.run, CTX, plural, body, patch, stopped=stopped)
 
     def cleanup(body: kopf.Body, **_: Any) -> None:
+        if RESYNCS is not None:
+            RESYNCS.forget(body.meta.uid or "")
         reconcile.cleanup(CTX, plural, body)  # type: ignore[arg-type]
 
     kopf.on.resume(GROUP, VERSION, plural, id="reconcile")(handle)
     kopf.on.create(GROUP, VERSION, plural, id="reconcile")(handle)
     kopf.on.update(GROUP, VERSION, plural, id="reconcile")(handle)
-    kopf.timer(GROUP, VERSION, plural, id="resync", **tuning.resync_timer(CONFIG))(timer)
+    if RESYNCS is None:
+        kopf.timer(GROUP, VERSION, plural, id="resync", **tuning.resync_timer(CONFIG))(timer)
     kopf.on.delete(GROUP, VERSION, plural, id="cleanup", optional=False)(cleanup)
 
 

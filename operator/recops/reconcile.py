@@ -61,15 +61,16 @@ class Context:
     logger: logging.Logger
     ecs: EcsBackend | None = None
     sagemaker: SageMakerBackend | None = None
-    # kopf runs change handlers and timers for one object concurrently: one lock per object serialises
-    # them, and the status last written stands in for the (possibly older) body the second one was given.
-    locks: dict[str, threading.Lock] = field(default_factory=dict)
+    # Change handlers and resyncs of one object can run concurrently: one lock per object serialises them,
+    # and the status last written stands in for the (possibly older) body the second one was given. Re-entrant:
+    # a resync reads the object fresh under the lock, then reconciles (main._resync).
+    locks: dict[str, threading.RLock] = field(default_factory=dict)
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def lock_for(self, uid: str) -> threading.Lock:
+    def lock_for(self, uid: str) -> threading.RLock:
         with self._guard:
-            return self.locks.setdefault(uid, threading.Lock())
+            return self.locks.setdefault(uid, threading.RLock())
 
     def forget(self, uid: str) -> None:
         with self._guard:

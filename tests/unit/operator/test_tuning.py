@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kopf
 import pytest
@@ -34,7 +35,7 @@ def _kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     path.write_text(KUBECONFIG)
     monkeypatch.setattr("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(path))
     for name in ("RECOPS_TUNING", "RECOPS_WORKERS", "RECOPS_RESYNC_WORKERS", "RECOPS_EVENT_POSTERS",
-                 "RECOPS_LIST_CHUNK", "RECOPS_RESYNC_JITTER_PERCENT"):
+                 "RECOPS_LIST_CHUNK", "RECOPS_RESYNC_JITTER_PERCENT", "RECOPS_OBJECT_WORKERS"):
         monkeypatch.delenv(name, raising=False)
     kube.api_client.cache_clear()
     yield
@@ -48,6 +49,8 @@ def test_off_keeps_kopfs_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.execution.max_workers == defaults.execution.max_workers
     assert settings.posting.worker_limit == defaults.posting.worker_limit
     assert settings.watching.chunk_size == defaults.watching.chunk_size
+    assert settings.queueing.worker_limit == defaults.queueing.worker_limit
+    assert settings.queueing.idle_timeout == defaults.queueing.idle_timeout
     assert tuning.resync_timer(FakeConfig()) == {"interval": 30.0, "sharp": False, "idle": None}
 
 
@@ -57,6 +60,8 @@ def test_on_by_default_sets_the_measured_values() -> None:
     assert settings.execution.max_workers == 16
     assert settings.posting.worker_limit == 8
     assert settings.watching.chunk_size == 500
+    assert settings.queueing.worker_limit == 256
+    assert settings.queueing.idle_timeout == 1.0
     # one client connection per thread that may use it (reconcile + resync threads)
     assert kube.api_client().rest_client.pool_manager.connection_pool_kw["maxsize"] >= 20
 
@@ -65,10 +70,12 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECOPS_WORKERS", "24")
     monkeypatch.setenv("RECOPS_EVENT_POSTERS", "3")
     monkeypatch.setenv("RECOPS_LIST_CHUNK", "100")
+    monkeypatch.setenv("RECOPS_OBJECT_WORKERS", "0")
+    monkeypatch.setenv("RECOPS_WORKER_IDLE_SECONDS", "5")
     settings = kopf.OperatorSettings()
     tuning.apply(settings, FakeConfig())
-    assert (settings.execution.max_workers, settings.posting.worker_limit, settings.watching.chunk_size) == \
-        (24, 3, 100)
+    assert (settings.execution.max_workers, settings.posting.worker_limit, settings.watching.chunk_size,
+            settings.queueing.worker_limit, settings.queueing.idle_timeout) == (24, 3, 100, None, 5.0)
 
 
 @pytest.mark.parametrize(("name", "value", "needle"), [
@@ -178,3 +185,114 @@ def test_a_queued_resync_returns_when_its_timer_is_stopped() -> None:
     tuning.apply(kopf.OperatorSettings(), FakeConfig())
     assert asyncio.run(main()) < 2.0
     assert ran == []
+
+
+def _watch_of(events: list[dict[str, Any]]) -> Any:
+    async def infinite_watch(**_: Any) -> AsyncIterator[Any]:
+        for event in events:
+            yield event
+
+    return infinite_watch
+
+
+def _watched() -> list[Any]:
+    from kopf._cogs.clients import watching
+
+    async def main() -> list[Any]:
+        return [e async for e in watching.infinite_watch(resource=None, namespace=None)]
+
+    return asyncio.run(main())
+
+
+def test_kopf_never_keeps_managed_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tuning wraps kopf's watch stream: objects reach kopf's per-object memory without managedFields."""
+    from kopf._cogs.clients import watching
+
+    def events() -> list[dict[str, Any]]:
+        meta = {"name": "a", "uid": "u1", "managedFields": [{"manager": "kubectl"}], "labels": {"x": "y"}}
+        return [{"type": None, "object": {"metadata": meta, "spec": {"k": 1}}}, {"type": "BOOKMARK", "object": {}}]
+
+    monkeypatch.setattr(watching, "infinite_watch", _watch_of(events()))
+    monkeypatch.setenv("RECOPS_TUNING", "off")
+    tuning.apply(kopf.OperatorSettings(), FakeConfig())
+    assert "managedFields" in _watched()[0]["object"]["metadata"]  # off: kopf as it is
+
+    monkeypatch.setattr(watching, "infinite_watch", _watch_of(events()))
+    monkeypatch.setenv("RECOPS_TUNING", "on")
+    tuning.apply(kopf.OperatorSettings(), FakeConfig())
+    tuning.apply(kopf.OperatorSettings(), FakeConfig())  # twice (a restart in tests): wrapped once
+    got = _watched()
+    assert got[0] == {"type": None, "object": {"metadata": {"name": "a", "uid": "u1", "labels": {"x": "y"}},
+                                               "spec": {"k": 1}}}
+    assert got[1] == {"type": "BOOKMARK", "object": {}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_scheduler_spreads_first_resyncs_then_repeats_each_an_interval_after_its_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(tuning.time, "monotonic", clock)
+    resyncs = tuning.Resyncs()
+    for i in range(200):
+        resyncs.register(f"u{i}", "recommenderdeployments", "ns", f"rd-{i}", interval=30.0, jitter=0.5)
+    resyncs.register("u0", "recommenderdeployments", "ns", "rd-0", interval=30.0, jitter=0.5)  # again: one row
+    assert len(resyncs) == 200
+    assert resyncs.due(clock.now + 14.9)[0] == []  # nothing before half an interval
+    first, _ = resyncs.due(clock.now + 22.5)
+    assert 40 < len(first) < 160  # spread over 15..30 s, not all at once
+    rest, next_due = resyncs.due(clock.now + 30.0)
+    assert len(first) + len(rest) == 200 and next_due is None
+    assert ("recommenderdeployments", "ns", "rd-0", "u0") in first + rest
+    clock.now += 30.0
+    resyncs.again("u0", 30.0)
+    resyncs.forget("u1")
+    resyncs.again("u1", 30.0)  # forgotten (deleted) while it ran: not scheduled again
+    assert resyncs.due(clock.now + 29.9) == ([], clock.now + 30.0)
+    assert resyncs.due(clock.now + 30.0)[0] == [("recommenderdeployments", "ns", "rd-0", "u0")]
+
+
+def test_the_scheduler_runs_due_resyncs_on_the_resync_threads_in_kopfs_context() -> None:
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker")
+    ran: list[tuple[str, str, str]] = []
+    done = threading.Event()
+
+    def resync(plural: str, namespace: str, name: str, uid: str) -> None:
+        ran.append((name, threading.current_thread().name, marker.get()))
+        if len(ran) >= 3:
+            done.set()
+        if name == "bad":
+            raise RuntimeError("a failing resync is logged and tried again")
+
+    handler_context = contextvars.copy_context()
+    handler_context.run(marker.set, "from-a-handler")
+    resyncs = tuning.Resyncs()
+    resyncs.register("u1", "driftmonitors", "ns", "bad", interval=0.05, jitter=0.0)
+
+    async def main() -> None:
+        task = asyncio.create_task(resyncs.run(resync, 0.05, handler_context.copy))
+        await asyncio.get_running_loop().run_in_executor(None, done.wait, 10)
+        task.cancel()
+
+    asyncio.run(main())
+    assert len(ran) >= 3  # it failed, and came back an interval later, again and again
+    assert all(name == "bad" and thread.startswith("recops-resync") and value == "from-a-handler"
+               for name, thread, value in ran)
+
+
+def test_malloc_arenas_are_limited_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert tuning.limit_malloc_arenas() is False  # the variable wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("RECOPS_TUNING", "off")
+    assert tuning.limit_malloc_arenas() is False
+    monkeypatch.setenv("RECOPS_TUNING", "on")
+    assert tuning.limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
