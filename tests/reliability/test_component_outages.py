@@ -22,7 +22,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,8 +33,7 @@ import pytest
 import yaml
 from fixtures.kube import Kubectl, temp_namespace
 from fixtures.operator import OperatorProcess, operator_env, wait_for
-from recops.lab import down, up
-from recops.lab.core import info_from_state, load_state
+from fixtures.outages import lab_info, seed, start, stop, store_secrets
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s", "mlflow", "postgres", "s3"), pytest.mark.timeout(900)]
 
@@ -53,38 +51,6 @@ class World:
     data: Any  # the synthetic dataset, kept to seed the stores again after a restart lost it
 
 
-def _lab_info(lab: Any) -> Any:
-    return info_from_state(lab.state_dir, load_state(lab.state_dir))
-
-
-def _seed(world_lab: Any, data: Any, what: tuple[str, ...] = ("s3", "postgres")) -> None:
-    import boto3
-    from recops_features.datagen import write_dataset, write_profiles_postgres
-
-    info = _lab_info(world_lab)
-    if "s3" in what:
-        creds = info.s3_credentials
-        s3 = boto3.client("s3", endpoint_url=info.s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id=creds.get("access_key", "testing"),
-                          aws_secret_access_key=creds.get("secret_key", "testing"))
-        if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-            s3.create_bucket(Bucket=BUCKET)
-        write_dataset(data, f"s3://{BUCKET}/clickstream", client=s3)
-    if "postgres" in what:
-        write_profiles_postgres(data.profiles, info.postgres_dsn, "user_profiles", mode="replace")
-
-
-def _secrets(k: Kubectl, lab: Any) -> None:
-    info = _lab_info(lab)
-    creds = info.s3_credentials
-    docs = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lab-s3"},
-             "stringData": {"AWS_ACCESS_KEY_ID": creds.get("access_key", "testing"),
-                            "AWS_SECRET_ACCESS_KEY": creds.get("secret_key", "testing")}},
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lab-postgres"},
-             "stringData": {"dsn": info.postgres_dsn}}]
-    k.run("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-
-
 @pytest.fixture(scope="module")
 def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     from recops_features.datagen import GenerateSpec, generate
@@ -93,8 +59,8 @@ def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     with temp_namespace(cluster, "outage") as k:
         data = generate(GenerateSpec(events=20_000, days=30, seed=7,
                                      end_date=dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)))
-        _seed(cluster, data)
-        _secrets(k, cluster)
+        seed(cluster, data, BUCKET)
+        store_secrets(k, cluster)
         op = OperatorProcess(operator_env(cluster.env, tmp, RECOPS_BACKENDS="kubernetes,local"),
                              tmp / "operator.log")
         op.start()
@@ -104,32 +70,6 @@ def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             op.stop()
     if RESULTS:
         print("\n" + "\n".join(RESULTS))
-
-
-# -- the lab's per-component stop and start, on the same port ------------------------------------------------------
-
-def _stop(lab: Any, name: str, freeze: bool = False) -> int:
-    record = load_state(lab.state_dir)["components"][name]
-    if freeze:  # the outage starts now, not when the server has finished its graceful shutdown
-        os.killpg(int(record["pid"]), signal.SIGSTOP)
-    down(lab.state_dir, progress=lambda _: None, components=[name])
-    return int(next(iter(record["ports"].values())))
-
-
-def _start(lab: Any, name: str, port: int) -> float:
-    started = time.monotonic()
-    key = f"RECOPS_LAB_PORT_{name.upper().replace('-', '_')}"
-    before = os.environ.get(key)
-    os.environ[key] = str(port)
-    try:
-        up(components=[name], state_dir=lab.state_dir, progress=lambda _: None,
-           bins={k: Path(v) for k, v in load_state(lab.state_dir)["bins"].items()})
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
-    return time.monotonic() - started
 
 
 # -- objects and what they published ---------------------------------------------------------------------------------
@@ -212,16 +152,16 @@ def test_feature_job_fails_clearly_when_a_store_goes_away_and_recovers(world: Wo
     uid = _create(k, _pipeline(name, output))["metadata"]["uid"]
     run_dir = _wait_job_started(world, uid)
     stopped = time.monotonic()
-    port = _stop(world.lab, component)
+    port = stop(world.lab, component)
     stop_seconds = time.monotonic() - stopped
     try:
         obj = _failed_run(k, "fp", name, "Ready")
         failed_after = time.monotonic() - stopped
     finally:
-        start_seconds = _start(world.lab, component, port)
+        start_seconds = start(world.lab, component, port)
     back = time.monotonic()
     if component == "s3":  # the emulator lost its objects (see the module docstring): put them back
-        _seed(world.lab, world.data, ("s3",))
+        seed(world.lab, world.data, BUCKET, ("s3",))
     cond = _conditions(obj)["Ready"]
     assert obj["status"]["lastRun"]["result"] == "Failed", obj["status"]["lastRun"]
     assert cond["reason"] == reason, cond
@@ -280,7 +220,7 @@ def _training(name: str, pipeline: str, uri: str, model: str) -> dict[str, Any]:
 
 
 def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_half(world: World) -> None:
-    k, uri = world.k, _lab_info(world.lab).mlflow_uri
+    k, uri = world.k, lab_info(world.lab).mlflow_uri
     model = f"outage-{uuid.uuid4().hex[:6]}"
     _create(k, _pipeline("fp-mlflow", world.tmp / "snapshots-mlflow"))
     wait_for(lambda: k.get_json("fp", "fp-mlflow").get("status", {}).get("latestSnapshot"), 180, "a snapshot")
@@ -290,7 +230,7 @@ def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_
     wait_for(lambda: "Started the MLflow run" in _job_log_tail(run_dir, 50) or (run_dir / "exit.json").exists(),
              120, "the training job to start its MLflow run", interval=0.05)
     stopped = time.monotonic()
-    port = _stop(world.lab, "mlflow", freeze=True)
+    port = stop(world.lab, "mlflow", freeze=True)
     try:
         cut_at = _job_log_tail(run_dir)
         # While MLflow is down the operator's own check of spec.mlflow.trackingUri names it ...
@@ -303,7 +243,7 @@ def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_
         job_ended_after = time.monotonic() - stopped
         job_result = json.loads((run_dir / "result.json").read_text())
     finally:
-        start_seconds = _start(world.lab, "mlflow", port)
+        start_seconds = start(world.lab, "mlflow", port)
     back = time.monotonic()
     obj = _failed_run(k, "tr", "tr-cut", "Succeeded")
     failed_after_back = time.monotonic() - back

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import signal
 import time
 import uuid
@@ -36,8 +35,7 @@ import pytest
 import yaml
 from fixtures.kube import Kubectl, temp_namespace
 from fixtures.operator import OperatorProcess, operator_env, wait_for
-from recops.lab import down, up
-from recops.lab.core import info_from_state, load_state
+from fixtures.outages import lab_info, seed, start, stop, store_secrets
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s", "postgres", "s3"), pytest.mark.timeout(900)]
 
@@ -56,42 +54,16 @@ class World:
     data: Any
 
 
-def _info(lab: Any) -> Any:
-    return info_from_state(lab.state_dir, load_state(lab.state_dir))
-
-
-def _seed_s3(lab: Any, data: Any) -> None:
-    import boto3
-    from recops_features.datagen import write_dataset
-
-    info = _info(lab)
-    creds = info.s3_credentials
-    s3 = boto3.client("s3", endpoint_url=info.s3_endpoint, region_name="us-east-1",
-                      aws_access_key_id=creds.get("access_key", "testing"),
-                      aws_secret_access_key=creds.get("secret_key", "testing"))
-    if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-        s3.create_bucket(Bucket=BUCKET)
-    write_dataset(data, f"s3://{BUCKET}/clickstream", client=s3)
-
-
 @pytest.fixture(scope="module")
 def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    from recops_features.datagen import GenerateSpec, generate, write_profiles_postgres
+    from recops_features.datagen import GenerateSpec, generate
 
     tmp = tmp_path_factory.mktemp("retries")
     with temp_namespace(cluster, "retry") as k:
         data = generate(GenerateSpec(events=20_000, days=30, seed=11,
                                      end_date=dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)))
-        _seed_s3(cluster, data)
-        info = _info(cluster)
-        write_profiles_postgres(data.profiles, info.postgres_dsn, "user_profiles", mode="replace")
-        creds = info.s3_credentials
-        docs = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lab-s3"},
-                 "stringData": {"AWS_ACCESS_KEY_ID": creds.get("access_key", "testing"),
-                                "AWS_SECRET_ACCESS_KEY": creds.get("secret_key", "testing")}},
-                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "lab-postgres"},
-                 "stringData": {"dsn": info.postgres_dsn}}]
-        k.run("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+        seed(cluster, data, BUCKET)
+        store_secrets(k, cluster)
         op = OperatorProcess(operator_env(cluster.env, tmp, RECOPS_BACKENDS="kubernetes,local",
                                           RECOPS_LOCAL_RETRY_DELAY_SECONDS=str(RETRY_DELAY)), tmp / "operator.log")
         op.start()
@@ -101,28 +73,6 @@ def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             op.stop()
     if RESULTS:
         print("\n" + "\n".join(RESULTS))
-
-
-def _stop(lab: Any, name: str) -> int:
-    record = load_state(lab.state_dir)["components"][name]
-    down(lab.state_dir, progress=lambda _: None, components=[name])
-    return int(next(iter(record["ports"].values())))
-
-
-def _start(lab: Any, name: str, port: int) -> float:
-    started = time.monotonic()
-    key = f"RECOPS_LAB_PORT_{name.upper().replace('-', '_')}"
-    before = os.environ.get(key)
-    os.environ[key] = str(port)
-    try:
-        up(components=[name], state_dir=lab.state_dir, progress=lambda _: None,
-           bins={k: Path(v) for k, v in load_state(lab.state_dir)["bins"].items()})
-    finally:
-        if before is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = before
-    return time.monotonic() - started
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -178,8 +128,8 @@ def _utc(text: str) -> float:
 
 def test_feature_run_with_s3_down_on_its_first_attempt_succeeds_on_the_retry(world: World) -> None:
     k, name, output = world.k, "fp-retry", world.tmp / "snapshots-retry"
-    endpoint = _info(world.lab).s3_endpoint
-    port = _stop(world.lab, "s3")
+    endpoint = lab_info(world.lab).s3_endpoint
+    port = stop(world.lab, "s3")
     stopped = time.monotonic()
     try:
         run_dir = _run_dir(world, _create(k, _pipeline(name, output, endpoint)))
@@ -188,8 +138,8 @@ def test_feature_run_with_s3_down_on_its_first_attempt_succeeds_on_the_retry(wor
                            "the first attempt to fail and the retry to be scheduled", interval=0.2)
         first_failed = time.monotonic() - stopped
     finally:
-        start_seconds = _start(world.lab, "s3", port)
-    _seed_s3(world.lab, world.data)  # the emulator lost its objects (see the module docstring)
+        start_seconds = start(world.lab, "s3", port)
+    seed(world.lab, world.data, BUCKET, ("s3",))  # the emulator lost its objects (see the module docstring)
     seeded_at = time.time()
     first = _read(run_dir / "result.json")  # still attempt 1's: the runner moves it aside when attempt 2 starts
     seen = wait_for(lambda: (o := k.get_json("fp", name)).get("status", {}).get("lastRun", {}).get("message", "")
@@ -224,7 +174,7 @@ def test_feature_run_with_s3_down_on_its_first_attempt_succeeds_on_the_retry(wor
 
 def test_a_refusing_quality_gate_is_final_and_not_retried(world: World) -> None:
     k, name, output = world.k, "fp-gate", world.tmp / "snapshots-gate"
-    run_dir = _run_dir(world, _create(k, _pipeline(name, output, _info(world.lab).s3_endpoint, min_rows=10_000_000)))
+    run_dir = _run_dir(world, _create(k, _pipeline(name, output, lab_info(world.lab).s3_endpoint, min_rows=10_000_000)))
     ended = wait_for(lambda: _read(run_dir / "exit.json"), 180, "the gated run to end", interval=0.2)
     done = wait_for(lambda: (o := k.get_json("fp", name)).get("status", {}).get("lastRun", {}).get("result")
                     == "QualityFailed" and o, 60, "the status to report the refused gate", interval=0.5)
@@ -243,14 +193,14 @@ def test_a_refusing_quality_gate_is_final_and_not_retried(world: World) -> None:
 def test_postgres_restarted_alone_keeps_its_password_and_data(world: World) -> None:
     import psycopg
 
-    dsn = _info(world.lab).postgres_dsn
+    dsn = lab_info(world.lab).postgres_dsn
     marker = uuid.uuid4().hex
     with psycopg.connect(dsn, connect_timeout=10) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS recops_restart_check (marker text)")
         conn.execute("INSERT INTO recops_restart_check VALUES (%s)", (marker,))
-    port = _stop(world.lab, "postgres")
-    start_seconds = _start(world.lab, "postgres", port)
-    assert _info(world.lab).postgres_dsn == dsn, "the restart changed the DSN (password or port)"
+    port = stop(world.lab, "postgres")
+    start_seconds = start(world.lab, "postgres", port)
+    assert lab_info(world.lab).postgres_dsn == dsn, "the restart changed the DSN (password or port)"
     with psycopg.connect(dsn, connect_timeout=10) as conn:
         rows = conn.execute("SELECT count(*) FROM recops_restart_check WHERE marker = %s", (marker,)).fetchone()
         profiles = conn.execute("SELECT count(*) FROM user_profiles").fetchone()
