@@ -27,15 +27,14 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from fixtures.kube import Kubectl, temp_namespace
-from fixtures.operator import OperatorProcess, operator_env, wait_for
-from fixtures.outages import lab_info, seed, start, stop, store_secrets
+from fixtures.kube import Kubectl
+from fixtures.operator import wait_for
+from fixtures.outages import World, lab_info, outage_world, seed, start, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s", "postgres", "s3"), pytest.mark.timeout(900)]
 
@@ -44,33 +43,11 @@ RETRY_DELAY = 30
 RESULTS: list[str] = []
 
 
-@dataclass
-class World:
-    lab: Any
-    k: Kubectl
-    op: OperatorProcess
-    runs: Path  # the local backend's run directories
-    tmp: Path
-    data: Any
-
-
 @pytest.fixture(scope="module")
 def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    from recops_features.datagen import GenerateSpec, generate
-
-    tmp = tmp_path_factory.mktemp("retries")
-    with temp_namespace(cluster, "retry") as k:
-        data = generate(GenerateSpec(events=20_000, days=30, seed=11,
-                                     end_date=dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)))
-        seed(cluster, data, BUCKET)
-        store_secrets(k, cluster)
-        op = OperatorProcess(operator_env(cluster.env, tmp, RECOPS_BACKENDS="kubernetes,local",
-                                          RECOPS_LOCAL_RETRY_DELAY_SECONDS=str(RETRY_DELAY)), tmp / "operator.log")
-        op.start()
-        try:
-            yield World(cluster, k, op, tmp / "runs", tmp, data)
-        finally:
-            op.stop()
+    with outage_world(cluster, tmp_path_factory.mktemp("retries"), "retry", BUCKET, 11,
+                      RECOPS_LOCAL_RETRY_DELAY_SECONDS=str(RETRY_DELAY)) as w:
+        yield w
     if RESULTS:
         print("\n" + "\n".join(RESULTS))
 
