@@ -6,7 +6,8 @@ Rerun semantics (the job may be run twice, concurrently, or killed midway):
 1. the run is looked up by the tag ``recops.runKey``; if it exists and a model version of the
    registered model was made from it, nothing is trained again: its metrics are read back and only
    the (idempotent) promotion step runs;
-2. if the run exists without a version (the previous attempt died), that same run is resumed;
+2. if the run exists without a version (the previous attempt died), that same run is resumed; an
+   attempt still alive holds the run's lease (``lease.py``), and the newcomer waits for it instead;
 3. the version is registered only after a fresh lookup by run id, and if a concurrent attempt
    registered one in the meantime, every version but the lowest is deleted again (so one run key
    ends with exactly one version).
@@ -31,6 +32,7 @@ from .config import TrainConfig
 from .data import Snapshot, full_data, item_categories, load_snapshot, temporal_holdout
 from .errors import DependencyUnavailable, GateRefused, InvalidInput, TrainingError
 from .evaluation import Holdout, evaluate
+from .lease import CLAIM_PAUSE_SECONDS, LEASE_TAG, Heartbeat, lease_value, live_holder, new_attempt_id, ttl_seconds
 from .logs import log
 from .promotion import (
     ChampionScore,
@@ -314,11 +316,16 @@ def run_training(cfg: TrainConfig) -> Outcome:
 
     name = cfg.mlflow.registered_model_name
     result: dict[str, Any] = {"modelName": name, "runKey": cfg.run_key}
+    attempt, ttl = new_attempt_id(), ttl_seconds()
+    heartbeat: Heartbeat | None = None
     try:
         client = MlflowClient()
         exp_id = ensure_experiment(client, cfg.mlflow.experiment_name)
         result["experimentId"] = exp_id
         run = find_run(client, exp_id, cfg.run_key)
+        if run is not None:
+            run = _hold_run(client, run, attempt, ttl)
+            heartbeat = _heartbeat(client, run.info.run_id, attempt, ttl)
         reused = False
         version: str | None = None
         holdout: Holdout | None = None
@@ -343,6 +350,7 @@ def run_training(cfg: TrainConfig) -> Outcome:
             log("Loaded the snapshot", version=snap.version, granularity=snap.granularity, rows=len(snap.pairs))
             tags = {
                 RUN_KEY_TAG: cfg.run_key,
+                LEASE_TAG: lease_value(attempt, time.time()),
                 "recops.snapshotVersion": snap.version,
                 "recops.snapshotDigest": snap.digest,
                 "recops.snapshotUri": snap.uri,
@@ -368,6 +376,8 @@ def run_training(cfg: TrainConfig) -> Outcome:
                             "retry later",
                             reason="ConcurrentAttempt",
                         )
+                if heartbeat is None:
+                    heartbeat = _heartbeat(client, run_id, attempt, ttl)
                 log("Started the MLflow run", runId=run_id, resumed=run is not None)
                 out = _train_and_log(cfg, mlflow, run_id, snap, Path(tmpdir))
                 version = _register(client, mlflow, cfg, run_id, out["model_uri"])
@@ -393,6 +403,44 @@ def run_training(cfg: TrainConfig) -> Outcome:
                 f"MLflow became unreachable: {str(exc)[:300]}", reason="MLflowUnavailable"
             ) from exc
         raise
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop(release=True)
+
+
+WAIT_FOR_OTHER_ATTEMPT_SECONDS = 1800.0
+
+
+def _heartbeat(client: Any, run_id: str, attempt: str, ttl: float) -> Heartbeat:
+    return Heartbeat(lambda value: client.set_tag(run_id, LEASE_TAG, value), attempt, ttl).start()
+
+
+def _hold_run(client: Any, run: Any, attempt: str, ttl: float) -> Any:
+    """Take the lease of a runKey's existing run and return the run read afresh. While another
+    attempt holds a live lease, wait for it to finish or go silent (then its work is reused or
+    resumed); after ``WAIT_FOR_OTHER_ATTEMPT_SECONDS`` give up with exit 4 (retry later)."""
+    run_id = run.info.run_id
+    started = time.monotonic()
+    waiting_logged = False
+    while True:
+        holder = live_holder(run.data.tags.get(LEASE_TAG), time.time(), ttl)
+        if holder == attempt:
+            return run
+        if holder is None:
+            client.set_tag(run_id, LEASE_TAG, lease_value(attempt, time.time()))
+            time.sleep(CLAIM_PAUSE_SECONDS)  # a rival claiming at the same moment: the last writer wins
+        else:
+            if not waiting_logged:
+                log("Waiting: another attempt is training this runKey", runId=run_id, holder=holder)
+                waiting_logged = True
+            if time.monotonic() - started > WAIT_FOR_OTHER_ATTEMPT_SECONDS:
+                raise DependencyUnavailable(
+                    f"another attempt ({holder}) has been training runKey {run.data.tags.get(RUN_KEY_TAG)!r} "
+                    f"in run {run_id} for over {WAIT_FOR_OTHER_ATTEMPT_SECONDS:.0f} s; retry later",
+                    reason="ConcurrentAttempt",
+                )
+            time.sleep(min(2.0, ttl / 6))
+        run = client.get_run(run_id)
 
 
 CHAMPION_VERSION_TAG = "recops.champion.version"

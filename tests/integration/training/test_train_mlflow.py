@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -129,6 +130,71 @@ def test_concurrent_attempts_register_one_version(tmp_path, mlflow_server, snaps
     code, res, err, _ = run_train(tmp_path, cfg, mlflow_server, "cc-after")
     assert code == 0, (res, err[-2000:])
     assert versions_of(client(mlflow_server), model) == [1]
+
+
+def test_attempt_that_went_silent_is_taken_over_after_its_lease(tmp_path, mlflow_server, snapshot_dir, monkeypatch):
+    """A run whose attempt renewed its lease and then died: the next attempt waits for the lease to
+    expire, then resumes that run and registers exactly one version."""
+    model = "it-silent"
+    monkeypatch.setenv("RECOPS_TRAIN_LEASE_SECONDS", "4")
+    c = client(mlflow_server)
+    exp = c.get_experiment_by_name(f"it-{model}")
+    exp_id = exp.experiment_id if exp else c.create_experiment(f"it-{model}")
+    dead = c.create_run(exp_id, tags={"recops.runKey": "uid-s-1", "recops.lease": f"gone-host-1 {time.time():.0f}"})
+    code, res, err, _ = run_train(
+        tmp_path, config(snapshot_dir, model, "uid-s-1", algorithm="puresvd", params={"factors": 8}), mlflow_server
+    )
+    assert code == 0, (res, err[-3000:])
+    assert "another attempt is training" in err and "gone-host-1" in err
+    assert res["runId"] == dead.info.run_id and res["modelVersion"] == "1"
+    assert c.get_run(dead.info.run_id).data.tags["recops.lease"] == ""  # released when done
+    assert versions_of(c, model) == [1]
+
+
+def _run_of_key(c, model, key):
+    exp = c.get_experiment_by_name(f"it-{model}")
+    if exp is None:
+        return None
+    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`recops.runKey` = '{key}'")
+    return runs[0] if runs else None
+
+
+def test_attempt_started_while_another_trains_waits_for_it(tmp_path, mlflow_server, snapshot_dir):
+    """A second attempt that finds the first one's run still training (a live heartbeat) must not resume
+    it: it waits, then reuses the version the first one registered."""
+    model = "it-staggered"
+    cfg = config(snapshot_dir, model, "uid-st-1", algorithm="puresvd", params={"factors": 16})
+    c = client(mlflow_server)
+    (tmp_path / "a.json").write_text(json.dumps(cfg))
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recops_training",
+            "run",
+            "--config",
+            str(tmp_path / "a.json"),
+            "--result-file",
+            str(tmp_path / "a.result.json"),
+        ],
+        env=job_env(mlflow_server),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while _run_of_key(c, model, "uid-st-1") is None:
+        assert first.poll() is None, first.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the first attempt never created its run"
+        time.sleep(0.05)
+    code_b, res_b, err_b, _ = run_train(tmp_path, cfg, mlflow_server, "b")
+    _, err_a = first.communicate(timeout=600)
+    assert first.returncode == 0, err_a[-3000:]
+    assert code_b == 0, (res_b, err_b[-3000:])
+    res_a = json.loads((tmp_path / "a.result.json").read_text())
+    assert res_b["reused"] is True and res_b["runId"] == res_a["runId"]
+    assert res_b["modelVersion"] == res_a["modelVersion"] == "1"
+    assert "another attempt is training" in err_b
+    assert versions_of(c, model) == [1]
 
 
 BAD_INPUTS = {
