@@ -19,6 +19,8 @@ from ._format import RecModel
 # Keep a batch's dense score block under ~64 MiB of float32.
 _BLOCK_FLOATS = 16 * 1024 * 1024
 _NEG_INF = np.float32(-np.inf)
+# one user's scores: ``np.vecdot`` for item factors larger than this (about a server core's share of L3), else BLAS
+_VECDOT_MIN_BYTES = 16 * 1024 * 1024
 # up to this many top-k candidates are sorted at once (a few small numpy calls fewer than partitioning)
 _SORT_MAX = 256
 
@@ -106,10 +108,16 @@ def _score_block(model: RecModel, rows: np.ndarray) -> np.ndarray:
     if model.kind == "factors":
         assert model.user_factors is not None and model.item_factors is not None
         if rows.shape[0] == 1:
-            # gemv: one pass over the item factor matrix
-            out: np.ndarray = (model.item_factors @ model.user_factors[rows[0]])[None, :]
+            # one pass over the row-major item factors. Out of cache numpy's vecdot loop keeps closer to the
+            # memory floor than BLAS sgemv "T" (1M items: 1.10x vs 1.42x the time of reading the matrix once;
+            # 100k: 1.29x vs 1.73x); in cache sgemv is twice as fast (10k items: 1.01x vs 2.16x)
+            v, u = model.item_factors, model.user_factors[rows[0]]
+            out: np.ndarray = (np.vecdot(v, u) if v.nbytes > _VECDOT_MIN_BYTES else v @ u)[None, :]
             return out
-        block: np.ndarray = model.user_factors[rows] @ model.item_factors.T
+        # items x users from row-major V, returned transposed (an F-ordered view): OpenBLAS runs this
+        # orientation 2x faster than ``U @ V.T`` with column-major V (100k items, 16 users: 180 vs 353 us
+        # per user); the masks and ``_topk_block`` work on either layout without a copy
+        block: np.ndarray = (model.item_factors @ model.user_factors[rows].T).T
         return block
     if model.kind == "item_item":
         s = model.similarity
@@ -203,7 +211,7 @@ def _group_size(n: int, m: int) -> int:
 
 
 def _topk_block(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Top-k of every row of a C-contiguous block (users x items), best first, ties by lower item index:
+    """Top-k of every row of a C- or F-contiguous block (users x items), best first, ties by lower item index:
     for each row exactly what ``_topk_1d`` returns. ``None`` where ``_topk_1d`` should answer instead
     (small catalogues, NaN scores, rows masked almost entirely, heavy ties).
 
@@ -215,15 +223,20 @@ def _topk_block(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | N
     sorting them by (row, -score, item) orders each row's top-k exactly as ``_topk_1d`` does."""
     b, n = scores.shape
     m = max(4 * k, int(2.0 * np.sqrt(n * k)))
-    if k >= n or 2 * m >= n or not scores.flags.c_contiguous:
+    item_major = scores.flags.f_contiguous and not scores.flags.c_contiguous
+    if k >= n or 2 * m >= n or not (scores.flags.c_contiguous or item_major):
         return None
     g = _group_size(n, m)
     groups = n // g
     top_groups = 4 * k
     if groups < top_groups:
         return None
-    head = scores[:, : g * groups].reshape(b, g, groups)  # a view: head[r, i, j] = scores[r, j + groups*i]
-    gmax = head.max(axis=1)
+    if item_major:  # scores.T is C-contiguous (items x users): the same views with the user axis last
+        head_t = scores.T[: g * groups].reshape(g, groups, b)  # head_t[i, j, r] = scores[r, j + groups*i]
+        gmax = np.ascontiguousarray(head_t.max(axis=0).T)
+    else:
+        head = scores[:, : g * groups].reshape(b, g, groups)  # a view: head[r, i, j] = scores[r, j + groups*i]
+        gmax = head.max(axis=1)
     if np.isnan(gmax).any():  # NaN would hide a group's other items; _topk_1d decides as it always did
         return None
     unions = gmax[:, : (groups // top_groups) * top_groups].reshape(b, -1, top_groups).max(axis=1)
@@ -234,7 +247,7 @@ def _topk_block(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | N
     r, j = np.divmod(np.flatnonzero(gmax >= t[:, None]), groups)
     if r.shape[0] > 8 * k * b:  # heavy ties: many groups reach t
         return None
-    vals = head[r, :, j]  # (selected groups, g)
+    vals = head_t[:, j, r].T if item_major else head[r, :, j]  # (selected groups, g)
     hit_p, hit_i = np.divmod(np.flatnonzero(vals >= t[r, None]), g)
     rows, items, vals = r[hit_p], j[hit_p] + groups * hit_i, vals[hit_p, hit_i]
     if g * groups < n:

@@ -83,7 +83,7 @@ def test_round_trip_every_kind(tmp_path: Path, name: str) -> None:
     if m.kind == "factors":
         np.testing.assert_array_equal(back.user_factors, m.user_factors)
         np.testing.assert_array_equal(back.item_factors, m.item_factors)
-        assert back.item_factors.flags.f_contiguous  # the gemv-friendly layout for serving
+        assert back.item_factors.flags.c_contiguous  # the layout a micro-batch scores fastest (V @ U.T)
     if m.kind == "item_item":
         want = m.similarity.toarray() if sp.issparse(m.similarity) else m.similarity
         got = back.similarity.toarray() if sp.issparse(back.similarity) else back.similarity
