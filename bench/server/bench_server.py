@@ -15,7 +15,8 @@ Catalogues of 10k and 100k items (64 factors, 10k users), 16 connections. Rounds
 ... and the median of the rounds is reported, with ratios (of the medians, and the median of the
 per-round ratios), the machine, its load average, and package versions. Each run also records the
 server's CPU seconds (its whole process tree, from /proc): requests per server CPU second is the
-steadier figure when other work shares core 0. A kernel section measures in-process ``recommend()``
+steadier figure when other work shares core 0; the recops runs also record the mean micro-batch size
+(from the server's ``recops_scoring_batch_size`` histogram). A kernel section measures in-process ``recommend()``
 (one user) and ``recommend_batch`` (16 users, per user) against a pure read of the item-factor matrix
 (its memory floor), interleaved, for the HTTP catalogues and for ``--kernel-items`` (100k and 1M items).
 
@@ -196,6 +197,13 @@ def run_wrk(url: str, script: Path, duration: int, connections: int, pid: int | 
     if res["rps"] == 0 or os.environ.get("BENCH_DEBUG"):
         print(proc.stdout, proc.stderr, file=sys.stderr)
     return res
+
+
+def batch_sizes(url: str) -> tuple[float, float]:
+    """(sum, count) of the server's ``recops_scoring_batch_size`` histogram: requests per micro-batch."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = dict(re.findall(r"^recops_scoring_batch_size_(sum|count) (\S+)$", text, re.M))
+    return float(found.get("sum", 0)), float(found.get("count", 0))
 
 
 def kernel(model: RecModel, reps: int = 300, rounds: int = 7) -> dict[str, float]:
@@ -403,10 +411,15 @@ def main() -> int:
                 runs: dict[str, list[dict[str, float]]] = {n: [] for n in urls}
                 for rnd in range(args.rounds):
                     for name, (url, script) in urls.items():
+                        before = batch_sizes(url) if name.startswith("recops") else None
                         res = run_wrk(url, script, args.duration, args.connections, procs[name].pid)
+                        if before is not None:
+                            after = batch_sizes(url)
+                            res["mean_batch_size"] = round((after[0] - before[0]) / max(1.0, after[1] - before[1]), 2)
                         runs[name].append(res)
                         print(f"  round {rnd + 1} {name:14s} {res['rps']:9.1f} rps  p99 {res['p99_ms']:8.2f} ms"
-                              f"  non2xx {res['non_2xx']}  {res['requests_per_cpu_s']:9.1f} req/cpu-s",
+                              f"  non2xx {res['non_2xx']}  {res['requests_per_cpu_s']:9.1f} req/cpu-s"
+                              + (f"  batch {res['mean_batch_size']}" if "mean_batch_size" in res else ""),
                               flush=True)  # fmt: skip
             finally:
                 for proc in procs.values():
@@ -427,7 +440,7 @@ def main() -> int:
                     "runs": rs,
                 }
             ratios = compare(runs, summary)
-            # the kernel as the server runs it: the loaded model (column-major item factors), core 0
+            # the kernel as the server runs it: the loaded model (row-major item factors), core 0
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(0, {0})
             k = kernel(load_model(tmp / "recops"))
