@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from fixtures.kube import ROOT, Kubectl, temp_namespace
+from fixtures.kube import ROOT, Kubectl, conditions, temp_namespace
 from fixtures.operator import OperatorProcess, run_operator, wait_for
 from recops_model import save_model
 from serverproc_helpers import PYTHONPATH, launch_server, small_model, stop_process
@@ -344,10 +344,6 @@ GAP_OBSERVED: dict[str, str] = {}
 GAP_KINDS = {gap.id: gap.example for gap in GAPS}
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
 @dataclass
 class OperatorRun:
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> the object as the operator left it
@@ -386,7 +382,7 @@ def operator_run(cluster: Any, ns: Kubectl, tmp_path_factory: pytest.TempPathFac
         def settled() -> bool:
             for case in SPECS:
                 obj = ns.get_json(KINDS[case.example].lower(), case.id)
-                if _conditions(obj).get(case.condition, {}).get("reason") != case.reason:
+                if conditions(obj).get(case.condition, {}).get("reason") != case.reason:
                     return False
                 run.objects[case.id] = obj
             return True
@@ -415,7 +411,7 @@ def _delete_all(ns: Kubectl) -> None:
 @pytest.mark.parametrize("case", SPECS, ids=lambda c: c.id)
 def test_spec_problem_is_a_condition(operator_run: OperatorRun, case: Spec) -> None:
     obj = operator_run.objects[case.id]
-    cond = _conditions(obj)[case.condition]
+    cond = conditions(obj)[case.condition]
     message = str(cond["message"])
     shown = _describe(case.bad) + (f" ({case.note})" if case.note else "")
     OBSERVED[case.id] = Row(f"{KINDS[case.example]} (operator)", shown,
@@ -444,10 +440,10 @@ if GAPS:  # pytest would report an empty parameter set as a skipped test
         assert _subset(operator_run.applied[gap.id]["spec"], obj["spec"])
         seen = operator_run.accepted[gap.id]
         if not gap.later:  # nothing catches it later: what does the status say after the operator saw it?
-            conditions = _conditions(obj)
-            if conditions:
+            conds = conditions(obj)
+            if conds:
                 seen += "; status: " + "; ".join(f"{t}={c['status']} ({c['reason']}): {c['message']}"
-                                                 for t, c in sorted(conditions.items()))
+                                                 for t, c in sorted(conds.items()))
             else:
                 evidence = _log_evidence(operator_run.log, str(next(iter(gap.bad.values()))))
                 assert evidence, "no status and nothing about the value in the operator's log"

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fixtures.kube import Kubectl
+from fixtures.kube import Kubectl, conditions
 from fixtures.operator import wait_for
 from fixtures.outages import World, lab_info, outage_world, seed, start, stop
 
@@ -48,10 +48,6 @@ def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
 
 
 # -- objects and what they published ---------------------------------------------------------------------------------
-
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
 
 def _create(k: Kubectl, doc: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(k.run("create", "-o", "json", "-f", "-", stdin=yaml.safe_dump(doc)).stdout))
@@ -111,7 +107,7 @@ def _job_log_tail(run_dir: Path, lines: int = 3) -> str:
 def _failed_run(k: Kubectl, kind: str, name: str, summary: str) -> dict[str, Any]:
     def failed() -> dict[str, Any] | None:
         obj = k.get_json(kind, name)
-        cond = _conditions(obj).get(summary, {})
+        cond = conditions(obj).get(summary, {})
         return obj if cond.get("status") == "False" and cond.get("reason") not in ("ChildrenPending",) else None
 
     return dict(wait_for(failed, 180, f"{kind} {name}: {summary}=False after the outage", interval=0.5))
@@ -137,7 +133,7 @@ def test_feature_job_fails_clearly_when_a_store_goes_away_and_recovers(world: Wo
     back = time.monotonic()
     if component == "s3":  # the emulator lost its objects (see the module docstring): put them back
         seed(world.lab, world.data, BUCKET, ("s3",))
-    cond = _conditions(obj)["Ready"]
+    cond = conditions(obj)["Ready"]
     assert obj["status"]["lastRun"]["result"] == "Failed", obj["status"]["lastRun"]
     assert cond["reason"] == reason, cond
     assert {"s3": "S3", "postgres": "PostgreSQL"}[component] in cond["message"], cond
@@ -148,7 +144,7 @@ def test_feature_job_fails_clearly_when_a_store_goes_away_and_recovers(world: Wo
 
     k.run("annotate", "fp", name, "recops.dev/run-requested=after-outage")
     done = wait_for(lambda: (o := k.get_json("fp", name)).get("status", {}).get("latestSnapshot") and
-                    _conditions(o)["Ready"]["status"] == "True" and o, 180,
+                    conditions(o)["Ready"]["status"] == "True" and o, 180,
                     "a requested run to publish a snapshot after the outage", interval=0.5)
     recovery = time.monotonic() - back
     (version,) = _published(output)
@@ -209,7 +205,7 @@ def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_
     try:
         cut_at = _job_log_tail(run_dir)
         # While MLflow is down the operator's own check of spec.mlflow.trackingUri names it ...
-        waiting = wait_for(lambda: (c := _conditions(k.get_json("tr", "tr-cut")).get("Succeeded", {})) and
+        waiting = wait_for(lambda: (c := conditions(k.get_json("tr", "tr-cut")).get("Succeeded", {})) and
                            c.get("reason") == "MLflowUnavailable" and c, 60,
                            "Succeeded=Unknown MLflowUnavailable while MLflow is down", interval=0.5)
         seen_after = time.monotonic() - stopped
@@ -222,7 +218,7 @@ def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_
     back = time.monotonic()
     obj = _failed_run(k, "tr", "tr-cut", "Succeeded")
     failed_after_back = time.monotonic() - back
-    cond = _conditions(obj)["Succeeded"]
+    cond = conditions(obj)["Succeeded"]
     assert waiting["status"] == "Unknown" and "spec.mlflow.trackingUri" in waiting["message"], waiting
     assert job_result["reason"] == "MLflowUnavailable" and not job_result.get("ok", False), job_result
     assert cond["reason"] == "MLflowUnavailable", cond
@@ -234,10 +230,10 @@ def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_
     # MLflow is back: a new TrainingRun trains, registers one version, with its artifacts.
     _create(k, _training("tr-after", "fp-mlflow", uri, model))
     done = wait_for(lambda: (o := k.get_json("tr", "tr-after")) and
-                    _conditions(o).get("Succeeded", {}).get("status") in ("True", "False") and o, 300,
+                    conditions(o).get("Succeeded", {}).get("status") in ("True", "False") and o, 300,
                     "the TrainingRun after MLflow came back", interval=0.5)
     recovery = time.monotonic() - back
-    assert _conditions(done)["Succeeded"]["status"] == "True", _conditions(done)
+    assert conditions(done)["Succeeded"]["status"] == "True", conditions(done)
     versions_after = _model_versions(uri, model, world.tmp / "after")
     assert len(versions_after) == len(versions) + 1, versions_after
     assert all("MLmodel" in files for files in versions_after.values()), versions_after

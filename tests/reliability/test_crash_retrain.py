@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from fixtures.kube import Kubectl, temp_namespace
+from fixtures.kube import Kubectl, conditions, temp_namespace
 from fixtures.operator import wait_for
 from recops.controllers import driftmonitor as dm
 from recops.controllers.common import Owner
@@ -93,10 +93,6 @@ def _finished_check(runs: Path, monitor: dict[str, Any]) -> str:
     return name
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
 def test_killed_after_creating_the_retraining_run_leaves_exactly_one(
         cluster: Any, namespace: Kubectl, tmp_path: Path) -> None:
     k = namespace
@@ -129,10 +125,10 @@ def test_killed_after_creating_the_retraining_run_leaves_exactly_one(
                     {r["uid"] for r in j["metadata"].get("ownerReferences") or []}]
             return (len(records) == 1 and records[0]["name"] == runs[0]["metadata"]["name"]
                     and records[0]["check"] == check and status.get("lastCheck") == check
-                    and _conditions(monitor).get("DriftDetected", {}).get("status") == "True"
-                    and _conditions(monitor).get("Ready", {}).get("status") == "True"
+                    and conditions(monitor).get("DriftDetected", {}).get("status") == "True"
+                    and conditions(monitor).get("Ready", {}).get("status") == "True"
                     and run_status.get("observedGeneration") == runs[0]["metadata"]["generation"]
-                    and _conditions(runs[0]).get("Succeeded", {}).get("status") in ("True", "False")
+                    and conditions(runs[0]).get("Succeeded", {}).get("status") in ("True", "False")
                     and len(jobs) == 1)
 
         last: dict[str, Any] = {}
@@ -152,7 +148,7 @@ def test_killed_after_creating_the_retraining_run_leaves_exactly_one(
         op.stop()
     (run,) = retraining_runs()
     events = [e for e in k.get_json("events")["items"] if e.get("reason") == "RetrainingStarted"]
-    succeeded = _conditions(run)["Succeeded"]
+    succeeded = conditions(run)["Succeeded"]
     print(f"\nkilled right after creating {run['metadata']['name']} ({killed_after:.1f}s after the first start); "
           f"after the restart: 1 retraining run for check {check}, recorded once, converged in {seconds:.1f}s "
           f"(TrainingRun Succeeded={succeeded['status']} {succeeded['reason']}, "

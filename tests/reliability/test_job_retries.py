@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fixtures.kube import Kubectl
+from fixtures.kube import Kubectl, conditions
 from fixtures.operator import wait_for
 from fixtures.outages import World, lab_info, outage_world, seed, start, stop
 
@@ -50,10 +50,6 @@ def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         yield w
     if RESULTS:
         print("\n" + "\n".join(RESULTS))
-
-
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def _pipeline(name: str, output: Path, endpoint: str, min_rows: int = 1000) -> dict[str, Any]:
@@ -127,7 +123,7 @@ def test_feature_run_with_s3_down_on_its_first_attempt_succeeds_on_the_retry(wor
     world.op.stop(signal.SIGKILL)
     world.op.start()
     done = wait_for(lambda: (o := k.get_json("fp", name)).get("status", {}).get("latestSnapshot") and
-                    _conditions(o)["Ready"]["status"] == "True" and o, 240,
+                    conditions(o)["Ready"]["status"] == "True" and o, 240,
                     "the retried run to publish a snapshot", interval=0.5)
     ended = _read(run_dir / "exit.json")
     last = done["status"]["lastRun"]
@@ -158,13 +154,13 @@ def test_a_refusing_quality_gate_is_final_and_not_retried(world: World) -> None:
     last = done["status"]["lastRun"]
     assert (ended["exitCode"], ended["attempts"], ended["exitCodes"]) == (3, 1, [3]), ended
     assert last["attempts"] == 1, last
-    assert _conditions(done)["QualityPassed"]["status"] == "False"
-    assert _conditions(done)["QualityPassed"]["reason"] == "QualityGateFailed"
+    assert conditions(done)["QualityPassed"]["status"] == "False"
+    assert conditions(done)["QualityPassed"]["reason"] == "QualityGateFailed"
     assert "Retrying" not in (run_dir / "log.txt").read_text()
     assert not list(run_dir.glob("result.attempt-*.json"))
     assert _published(output) == []
     RESULTS.append(f"quality gate refused (exit 3): 1 attempt, not retried; QualityPassed=False "
-                   f"{_conditions(done)['QualityPassed']['message']!r}")
+                   f"{conditions(done)['QualityPassed']['message']!r}")
 
 
 def test_postgres_restarted_alone_keeps_its_password_and_data(world: World) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from awsemu import CREDENTIALS, Aws, as_json, run_like_ecs
-from fixtures.kube import Kubectl
+from fixtures.kube import Kubectl, conditions
 from fixtures.operator import OperatorProcess, run_operator, wait_for
 from recops.backends import aws as backends
 from recops.controllers.common import Owner
@@ -32,10 +32,6 @@ def operator(cluster: Any, aws: Aws, tmp_path: Path) -> Iterator[OperatorProcess
     settings.pop("RECOPS_SAGEMAKER_ROLE_ARN")  # sagemaker enabled but not configured: must say what to set
     yield from run_operator(cluster.env, tmp_path, RECOPS_BACKENDS="kubernetes,ecs,sagemaker", **CREDENTIALS,
                             **settings)
-
-
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
 
 
 def _tasks(aws: Aws) -> list[str]:
@@ -68,7 +64,7 @@ def test_feature_pipeline_on_ecs_emulator_runs_once_reports_and_cleans_up(
 
     obj = wait_for(running, 90, "lastRun Running", interval=1)
     run_name = obj["status"]["lastRun"]["name"]
-    assert _conditions(obj)["Ready"]["status"] == "True", _conditions(obj)
+    assert conditions(obj)["Ready"]["status"] == "True", conditions(obj)
     assert len(_tasks(aws)) == 1
     # Resyncs every 3 s and a killed, restarted operator find that task instead of starting another.
     time.sleep(7)
@@ -98,7 +94,7 @@ def test_feature_pipeline_on_ecs_emulator_runs_once_reports_and_cleans_up(
     status = obj["status"]
     assert status["lastRun"]["name"] == run_name
     assert status["latestSnapshot"]["uri"] == f"s3://{aws.bucket}/snapshots/{status['latestSnapshot']['version']}"
-    assert _conditions(obj)["QualityPassed"]["status"] == "True"
+    assert conditions(obj)["QualityPassed"]["status"] == "True"
     assert len(_tasks(aws)) == 1
 
     # A TrainingRun on sagemaker, enabled but not configured here, names the setting to add.
@@ -108,8 +104,8 @@ def test_feature_pipeline_on_ecs_emulator_runs_once_reports_and_cleans_up(
                     "algorithm": {"name": "ease"}, "mlflow": {"trackingUri": "http://127.0.0.1:1",
                                                               "modelName": "recs"}}}
     kubectl.run("create", "-f", "-", stdin=yaml.safe_dump(run))
-    unavailable = wait_for(lambda: _conditions(kubectl.get_json("tr", "shop-train")).get("Succeeded", {}).get(
-        "reason") == "BackendUnavailable" and _conditions(kubectl.get_json("tr", "shop-train"))["Succeeded"], 60,
+    unavailable = wait_for(lambda: conditions(kubectl.get_json("tr", "shop-train")).get("Succeeded", {}).get(
+        "reason") == "BackendUnavailable" and conditions(kubectl.get_json("tr", "shop-train"))["Succeeded"], 60,
         "TrainingRun BackendUnavailable")
     assert "RECOPS_SAGEMAKER_ROLE_ARN" in unavailable["message"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fixtures.kube import ROOT, Kubectl
+from fixtures.kube import ROOT, Kubectl, conditions
 from fixtures.operator import OperatorProcess, run_operator, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s")]
@@ -38,10 +38,6 @@ def _apply_examples(kubectl: Kubectl, secrets: bool = True) -> list[dict[str, An
     return docs
 
 
-def _conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
-
-
 def test_status_on_every_example(kubectl: Kubectl, operator: OperatorProcess) -> None:
     docs = _apply_examples(kubectl)
     expected = {"FeaturePipeline": {"Ready", "QualityPassed"}, "TrainingRun": {"Succeeded", "Promoted"},
@@ -54,21 +50,21 @@ def test_status_on_every_example(kubectl: Kubectl, operator: OperatorProcess) ->
             obj = kubectl.get_json(kind.lower(), name)
             status = obj.get("status") or {}
             ok = status.get("observedGeneration") == obj["metadata"]["generation"] and \
-                expected[kind] <= set(_conditions(obj)) and \
+                expected[kind] <= set(conditions(obj)) and \
                 "recops.dev/finalizer" in (obj["metadata"].get("finalizers") or [])
             return obj if ok else None
 
         obj = wait_for(reconciled, 60, f"{kind} {name} reconciled with its finalizer")
-        for cond in _conditions(obj).values():
+        for cond in conditions(obj).values():
             assert cond["status"] in ("True", "False", "Unknown") and cond["reason"] and cond["lastTransitionTime"]
     fp = kubectl.get_json("fp", "shop-features")
-    assert _conditions(fp)["Ready"]["status"] == "True"
+    assert conditions(fp)["Ready"]["status"] == "True"
     tr = kubectl.get_json("tr", "shop-ease-x")
     # The example's FeaturePipeline has no snapshot yet: the run waits and says why.
-    assert _conditions(tr)["Succeeded"]["reason"] == "WaitingForSnapshot"
+    assert conditions(tr)["Succeeded"]["reason"] == "WaitingForSnapshot"
     rd = kubectl.get_json("rd", "shop-recommender")
-    assert _conditions(rd)["ModelLoaded"]["reason"] == "MLflowUnavailable"
-    assert "spec.model.trackingUri" in _conditions(rd)["ModelLoaded"]["message"]
+    assert conditions(rd)["ModelLoaded"]["reason"] == "MLflowUnavailable"
+    assert "spec.model.trackingUri" in conditions(rd)["ModelLoaded"]["message"]
     # No secret value ever reaches a status or an Event.
     everything = kubectl.run("get", "recops,events", "-o", "yaml").stdout
     assert "canary" not in everything
@@ -80,14 +76,14 @@ def test_missing_secret_is_reported_then_recovers(kubectl: Kubectl, operator: Op
     kubectl.run("create", "-f", "-", stdin=yaml.safe_dump(doc))
 
     def not_found() -> bool:
-        return _conditions(kubectl.get_json("fp", "shop-features")).get("Ready", {}).get("reason") == "SecretNotFound"
+        return conditions(kubectl.get_json("fp", "shop-features")).get("Ready", {}).get("reason") == "SecretNotFound"
 
     wait_for(not_found, 60, "SecretNotFound")
-    message = _conditions(kubectl.get_json("fp", "shop-features"))["Ready"]["message"]
+    message = conditions(kubectl.get_json("fp", "shop-features"))["Ready"]["message"]
     assert "credentialsSecretRef" in message and "clickstream-s3" in message
     for name, data in SECRETS.items():
         kubectl.run("create", "secret", "generic", name, *[f"--from-literal={k}={v}" for k, v in data.items()])
-    wait_for(lambda: _conditions(kubectl.get_json("fp", "shop-features"))["Ready"]["status"] == "True", 30,
+    wait_for(lambda: conditions(kubectl.get_json("fp", "shop-features"))["Ready"]["status"] == "True", 30,
              "Ready after the Secrets were created")
     events = kubectl.run("get", "events", "--field-selector", "involvedObject.name=shop-features").stdout
     assert "SecretNotFound" in events and "Scheduled" in events
