@@ -76,7 +76,11 @@ class PayloadLogger:
         return out
 
     def _write(self, records: list[tuple[float, dict[str, Any]]]) -> None:
-        body = b"".join([json_line(_stamped(t, r)) for t, r in records])
+        parts: list[bytes] = []
+        for start in range(0, len(records), _YIELD_EVERY):
+            parts.extend([json_line(_stamped(t, r)) for t, r in records[start : start + _YIELD_EVERY]])
+            time.sleep(_YIELD_SECONDS)  # hand the GIL (and the core) back to the event loop
+        body = b"".join(parts)
         now = time.time()
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
         rel = f"date={day}/payloads-{int(now * 1000)}-{uuid.uuid4().hex[:8]}.jsonl"
@@ -115,6 +119,13 @@ class PayloadLogger:
         while True:
             await asyncio.sleep(self.flush_seconds)
             await self.flush()
+
+
+# Records serialised between two hand-offs of the GIL to the event loop. Without them a flush (thousands of
+# records every 5 s at 10k+ requests/s) held the GIL for 5 ms switch intervals at a time: bench_server at
+# 10k items, 10% sampled, p99 5.1-9.9 ms without, 2.8-4.5 ms with a 0.5 ms sleep, 3.3-4.9 ms with sleep(0).
+_YIELD_EVERY = 64
+_YIELD_SECONDS = 0.0005
 
 
 def _iso(t: float) -> str:
