@@ -27,19 +27,20 @@ def job_env(uri):
     return env
 
 
-def run_train(tmp_path, cfg, uri, name="r"):
-    """Run the job once; return (exit code, result document, stderr, seconds)."""
+def train_command(tmp_path, cfg, name):
+    """The job's command line for ``cfg`` (written to <name>.json) and where it writes its result."""
     cfg_path = tmp_path / f"{name}.json"
     cfg_path.write_text(json.dumps(cfg))
     result = tmp_path / f"{name}.result.json"
+    command = [sys.executable, "-m", "recops_training", "run", "--config", str(cfg_path), "--result-file", str(result)]
+    return command, result
+
+
+def run_train(tmp_path, cfg, uri, name="r"):
+    """Run the job once; return (exit code, result document, stderr, seconds)."""
+    command, result = train_command(tmp_path, cfg, name)
     t0 = time.monotonic()
-    p = subprocess.run(
-        [sys.executable, "-m", "recops_training", "run", "--config", str(cfg_path), "--result-file", str(result)],
-        env=job_env(uri),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = subprocess.run(command, env=job_env(uri), capture_output=True, text=True, timeout=600)
     elapsed = time.monotonic() - t0
     assert result.exists(), p.stderr[-3000:]
     out = json.loads(result.read_text())

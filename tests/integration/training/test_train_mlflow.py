@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -16,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from integration.training.jobs import client, config, job_env, run_train, versions_of
+from integration.training.jobs import client, config, job_env, run_train, train_command, versions_of
+from recops_training.tracking import ensure_experiment, find_run
 
 pytestmark = pytest.mark.integration
 
@@ -111,20 +111,9 @@ def test_attempt_killed_after_creating_the_run_is_resumed(tmp_path, mlflow_serve
 def test_concurrent_attempts_register_one_version(tmp_path, mlflow_server, snapshot_dir):
     model = "it-concurrent"
     cfg = config(snapshot_dir, model, "uid-cc-1", algorithm="puresvd", params={"factors": 16})
-    paths = []
-    procs = []
     env = job_env(mlflow_server)
-    for i in range(2):
-        p = tmp_path / f"cc{i}.json"
-        p.write_text(json.dumps(cfg))
-        paths.append(tmp_path / f"cc{i}.result.json")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "recops_training", "run", "--config", str(p), "--result-file", str(paths[-1])],
-                env=env,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+    commands = [train_command(tmp_path, cfg, f"cc{i}")[0] for i in range(2)]
+    procs = [subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL) for command in commands]
     codes = [pr.wait(timeout=600) for pr in procs]
     assert set(codes) <= {0, 4}, codes  # 4 = the other attempt holds the run key: retry later
     code, res, err, _ = run_train(tmp_path, cfg, mlflow_server, "cc-after")
@@ -151,38 +140,17 @@ def test_attempt_that_went_silent_is_taken_over_after_its_lease(tmp_path, mlflow
     assert versions_of(c, model) == [1]
 
 
-def _run_of_key(c, model, key):
-    exp = c.get_experiment_by_name(f"it-{model}")
-    if exp is None:
-        return None
-    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`recops.runKey` = '{key}'")
-    return runs[0] if runs else None
-
-
 def test_attempt_started_while_another_trains_waits_for_it(tmp_path, mlflow_server, snapshot_dir):
     """A second attempt that finds the first one's run still training (a live heartbeat) must not resume
     it: it waits, then reuses the version the first one registered."""
     model = "it-staggered"
     cfg = config(snapshot_dir, model, "uid-st-1", algorithm="puresvd", params={"factors": 16})
     c = client(mlflow_server)
-    (tmp_path / "a.json").write_text(json.dumps(cfg))
-    first = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recops_training",
-            "run",
-            "--config",
-            str(tmp_path / "a.json"),
-            "--result-file",
-            str(tmp_path / "a.result.json"),
-        ],
-        env=job_env(mlflow_server),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command, result_a = train_command(tmp_path, cfg, "a")
+    first = subprocess.Popen(command, env=job_env(mlflow_server), stderr=subprocess.PIPE, text=True)
+    exp_id = ensure_experiment(c, f"it-{model}")
     deadline = time.monotonic() + 120
-    while _run_of_key(c, model, "uid-st-1") is None:
+    while find_run(c, exp_id, "uid-st-1") is None:
         assert first.poll() is None, first.stderr.read()[-3000:]
         assert time.monotonic() < deadline, "the first attempt never created its run"
         time.sleep(0.05)
@@ -190,7 +158,7 @@ def test_attempt_started_while_another_trains_waits_for_it(tmp_path, mlflow_serv
     _, err_a = first.communicate(timeout=600)
     assert first.returncode == 0, err_a[-3000:]
     assert code_b == 0, (res_b, err_b[-3000:])
-    res_a = json.loads((tmp_path / "a.result.json").read_text())
+    res_a = json.loads(result_a.read_text())
     assert res_b["reused"] is True and res_b["runId"] == res_a["runId"]
     assert res_b["modelVersion"] == res_a["modelVersion"] == "1"
     assert "another attempt is training" in err_b
