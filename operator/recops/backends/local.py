@@ -67,6 +67,7 @@ def _alive(pid: int) -> bool:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in a run file, or {} while it is missing, half-written or not an object."""
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -157,13 +158,8 @@ class LocalBackend:
         run_dir = self._dir(owner, name)
         if not (run_dir / "pid").exists():
             return None
-        started = json.loads((run_dir / "started.json").read_text()) if (run_dir / "started.json").exists() else {}
-        result = None
-        if (run_dir / "result.json").exists():
-            try:
-                result = json.loads((run_dir / "result.json").read_text())
-            except ValueError:
-                result = None
+        started = _read_json(run_dir / "started.json")
+        result = _read_json(run_dir / "result.json") or None  # a result document is never empty
         if (run_dir / "exit.json").exists():
             ended = json.loads((run_dir / "exit.json").read_text())
             return job_observation_from_exit(ended, started.get("startedAt"), result)
