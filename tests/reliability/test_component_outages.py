@@ -18,7 +18,6 @@ Uses the lab (fixed ports): `flock /tmp/recops-lab.lock .venv/bin/pytest tests/r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,14 +27,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fixtures.kube import Kubectl, conditions
 from fixtures.operator import wait_for
-from fixtures.outages import World, lab_info, outage_world, seed, start, stop
+from fixtures.outages import (
+    World,
+    create,
+    job_run_dir,
+    lab_info,
+    lab_pipeline,
+    outage_world,
+    published,
+    seed,
+    start,
+    stop,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s", "mlflow", "postgres", "s3"), pytest.mark.timeout(900)]
 
 BUCKET = "recops-outage"
+S3_ENDPOINT = "http://127.0.0.1:15001"
 RESULTS: list[str] = []
 
 
@@ -48,50 +58,6 @@ def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
 
 
 # -- objects and what they published ---------------------------------------------------------------------------------
-
-def _create(k: Kubectl, doc: dict[str, Any]) -> dict[str, Any]:
-    return dict(json.loads(k.run("create", "-o", "json", "-f", "-", stdin=yaml.safe_dump(doc)).stdout))
-
-
-def _pipeline(name: str, output: Path) -> dict[str, Any]:
-    s3 = {"endpointUrl": "http://127.0.0.1:15001", "credentialsSecretRef": {"name": "lab-s3"}}
-    return {"apiVersion": "recops.dev/v1alpha1", "kind": "FeaturePipeline", "metadata": {"name": name},
-            "spec": {"backend": "local", "schedule": "0 3 * * *",
-                     "sources": {"clickstream": {"uri": f"s3://{BUCKET}/clickstream/events", "format": "parquet",
-                                                 "s3": s3},
-                                 "catalog": {"uri": f"s3://{BUCKET}/clickstream/catalog/items.parquet"},
-                                 "profiles": {"dsnSecretRef": {"name": "lab-postgres", "key": "dsn"},
-                                              "table": "user_profiles"}},
-                     "window": {"days": 28}, "output": {"uri": str(output)}, "quality": {"minRows": 1000},
-                     "backoffLimit": 0}}
-
-
-def _wait_job_started(world: World, uid: str) -> Path:
-    """The run directory of the owner's first job, as soon as its process exists."""
-    def started() -> Path | None:
-        return next((p.parent for p in (world.runs / world.k.namespace / uid).glob("*/pid")), None)
-
-    return Path(wait_for(started, 60, "the job process", interval=0.05))
-
-
-def _published(output: Path) -> list[str]:
-    """Versions published under a local snapshot root, after checking that each is whole: a manifest with every
-    data file it lists (size and sha256 as recorded), and `latest.json` naming one of them."""
-    versions = []
-    for manifest in sorted(output.glob("*/manifest.json")):
-        body = json.loads(manifest.read_text())
-        for table in body["tables"].values():
-            data = (manifest.parent / table["file"]).read_bytes()
-            assert len(data) == table["bytes"] and hashlib.sha256(data).hexdigest() == table["sha256"], \
-                f"{manifest.parent / table['file']} does not match its manifest"
-        versions.append(manifest.parent.name)
-    latest = output / "latest.json"
-    if latest.exists():
-        pointer = json.loads(latest.read_text())
-        assert Path(pointer["manifest"]).exists(), f"latest.json names a missing manifest: {pointer}"
-        assert pointer["version"] in versions
-    return versions
-
 
 def _job_log_tail(run_dir: Path, lines: int = 3) -> str:
     text = (run_dir / "log.txt").read_text(errors="replace") if (run_dir / "log.txt").exists() else ""
@@ -120,8 +86,8 @@ def test_feature_job_fails_clearly_when_a_store_goes_away_and_recovers(world: Wo
                                                                        reason: str) -> None:
     k, name = world.k, f"fp-{component}"
     output = world.tmp / f"snapshots-{component}"
-    uid = _create(k, _pipeline(name, output))["metadata"]["uid"]
-    run_dir = _wait_job_started(world, uid)
+    uid = create(k, lab_pipeline(name, BUCKET, output, S3_ENDPOINT, backoff_limit=0))["metadata"]["uid"]
+    run_dir = job_run_dir(world, uid)
     stopped = time.monotonic()
     port = stop(world.lab, component)
     stop_seconds = time.monotonic() - stopped
@@ -138,7 +104,7 @@ def test_feature_job_fails_clearly_when_a_store_goes_away_and_recovers(world: Wo
     assert cond["reason"] == reason, cond
     assert {"s3": "S3", "postgres": "PostgreSQL"}[component] in cond["message"], cond
     assert "latestSnapshot" not in obj["status"]
-    assert _published(output) == [], "the failed run published a snapshot"
+    assert published(output) == [], "the failed run published a snapshot"
     events = k.run("get", "events", "--field-selector", f"involvedObject.name={name}").stdout
     assert reason in events and "Warning" in events, events
 
@@ -147,7 +113,7 @@ def test_feature_job_fails_clearly_when_a_store_goes_away_and_recovers(world: Wo
                     conditions(o)["Ready"]["status"] == "True" and o, 180,
                     "a requested run to publish a snapshot after the outage", interval=0.5)
     recovery = time.monotonic() - back
-    (version,) = _published(output)
+    (version,) = published(output)
     assert done["status"]["latestSnapshot"]["version"] == version
     assert world.op.proc is not None and world.op.proc.poll() is None, "the operator exited"
     assert world.op.logs().count("Started the Recops operator") == 1
@@ -193,10 +159,10 @@ def _training(name: str, pipeline: str, uri: str, model: str) -> dict[str, Any]:
 def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_half(world: World) -> None:
     k, uri = world.k, lab_info(world.lab).mlflow_uri
     model = f"outage-{uuid.uuid4().hex[:6]}"
-    _create(k, _pipeline("fp-mlflow", world.tmp / "snapshots-mlflow"))
+    create(k, lab_pipeline("fp-mlflow", BUCKET, world.tmp / "snapshots-mlflow", S3_ENDPOINT, backoff_limit=0))
     wait_for(lambda: k.get_json("fp", "fp-mlflow").get("status", {}).get("latestSnapshot"), 180, "a snapshot")
-    uid = _create(k, _training("tr-cut", "fp-mlflow", uri, model))["metadata"]["uid"]
-    run_dir = _wait_job_started(world, uid)
+    uid = create(k, _training("tr-cut", "fp-mlflow", uri, model))["metadata"]["uid"]
+    run_dir = job_run_dir(world, uid)
     # Cut MLflow once the job has created its MLflow run: mid-job, before the model is logged and registered.
     wait_for(lambda: "Started the MLflow run" in _job_log_tail(run_dir, 50) or (run_dir / "exit.json").exists(),
              120, "the training job to start its MLflow run", interval=0.05)
@@ -228,7 +194,7 @@ def test_training_job_fails_clearly_when_mlflow_goes_away_and_publishes_nothing_
     assert all("MLmodel" in files for files in versions.values()), f"a model version without artifacts: {versions}"
 
     # MLflow is back: a new TrainingRun trains, registers one version, with its artifacts.
-    _create(k, _training("tr-after", "fp-mlflow", uri, model))
+    create(k, _training("tr-after", "fp-mlflow", uri, model))
     done = wait_for(lambda: (o := k.get_json("tr", "tr-after")) and
                     conditions(o).get("Succeeded", {}).get("status") in ("True", "False") and o, 300,
                     "the TrainingRun after MLflow came back", interval=0.5)

@@ -21,7 +21,6 @@ Uses the lab (fixed ports): `flock /tmp/recops-lab.lock .venv/bin/pytest tests/r
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import signal
 import time
@@ -31,10 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from fixtures.kube import Kubectl, conditions
+from fixtures.kube import conditions
 from fixtures.operator import wait_for
-from fixtures.outages import World, lab_info, outage_world, seed, start, stop
+from fixtures.outages import (
+    World,
+    create,
+    job_run_dir,
+    lab_info,
+    lab_pipeline,
+    outage_world,
+    published,
+    seed,
+    start,
+    stop,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s", "postgres", "s3"), pytest.mark.timeout(900)]
 
@@ -52,47 +61,11 @@ def world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         print("\n" + "\n".join(RESULTS))
 
 
-def _pipeline(name: str, output: Path, endpoint: str, min_rows: int = 1000) -> dict[str, Any]:
-    s3 = {"endpointUrl": endpoint, "credentialsSecretRef": {"name": "lab-s3"}}
-    return {"apiVersion": "recops.dev/v1alpha1", "kind": "FeaturePipeline", "metadata": {"name": name},
-            "spec": {"backend": "local", "schedule": "0 3 * * *", "backoffLimit": 2,
-                     "sources": {"clickstream": {"uri": f"s3://{BUCKET}/clickstream/events", "format": "parquet",
-                                                 "s3": s3},
-                                 "catalog": {"uri": f"s3://{BUCKET}/clickstream/catalog/items.parquet"},
-                                 "profiles": {"dsnSecretRef": {"name": "lab-postgres", "key": "dsn"},
-                                              "table": "user_profiles"}},
-                     "window": {"days": 28}, "output": {"uri": str(output)}, "quality": {"minRows": min_rows}}}
-
-
-def _create(k: Kubectl, doc: dict[str, Any]) -> str:
-    created = json.loads(k.run("create", "-o", "json", "-f", "-", stdin=yaml.safe_dump(doc)).stdout)
-    return str(created["metadata"]["uid"])
-
-
-def _run_dir(world: World, uid: str) -> Path:
-    def started() -> Path | None:
-        return next((p.parent for p in (world.runs / world.k.namespace / uid).glob("*/pid")), None)
-
-    return Path(wait_for(started, 60, "the job process", interval=0.05))
-
-
 def _read(path: Path) -> dict[str, Any]:
     try:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {}
-
-
-def _published(output: Path) -> list[str]:
-    """Versions under a local snapshot root, each checked whole (every data file as its manifest records it)."""
-    versions = []
-    for manifest in sorted(output.glob("*/manifest.json")):
-        body = json.loads(manifest.read_text())
-        for table in body["tables"].values():
-            data = (manifest.parent / table["file"]).read_bytes()
-            assert len(data) == table["bytes"] and hashlib.sha256(data).hexdigest() == table["sha256"]
-        versions.append(manifest.parent.name)
-    return versions
 
 
 def _utc(text: str) -> float:
@@ -105,7 +78,8 @@ def test_feature_run_with_s3_down_on_its_first_attempt_succeeds_on_the_retry(wor
     port = stop(world.lab, "s3")
     stopped = time.monotonic()
     try:
-        run_dir = _run_dir(world, _create(k, _pipeline(name, output, endpoint)))
+        created = create(k, lab_pipeline(name, BUCKET, output, endpoint, backoff_limit=2))
+        run_dir = job_run_dir(world, created["metadata"]["uid"])
         # The first attempt fails (S3 is unreachable) and the runner waits for its retry.
         waiting = wait_for(lambda: (a := _read(run_dir / "attempt.json")).get("retryAt") and a, 180,
                            "the first attempt to fail and the retry to be scheduled", interval=0.2)
@@ -134,7 +108,7 @@ def test_feature_run_with_s3_down_on_its_first_attempt_succeeds_on_the_retry(wor
     assert (ended["exitCode"], ended["attempts"], ended["exitCodes"]) == (0, 2, [4, 0]), ended
     assert (last["result"], last["attempts"]) == ("Succeeded", 2), last
     assert _read(run_dir / "result.attempt-1.json").get("reason") == "S3Unavailable"
-    (version,) = _published(output)
+    (version,) = published(output)
     assert done["status"]["latestSnapshot"]["version"] == version
     assert "Retrying the job: attempt 1 of 3 ended with exit code 4" in (run_dir / "log.txt").read_text()
     assert world.op.proc is not None and world.op.proc.poll() is None, "the operator exited"
@@ -147,7 +121,8 @@ def test_feature_run_with_s3_down_on_its_first_attempt_succeeds_on_the_retry(wor
 
 def test_a_refusing_quality_gate_is_final_and_not_retried(world: World) -> None:
     k, name, output = world.k, "fp-gate", world.tmp / "snapshots-gate"
-    run_dir = _run_dir(world, _create(k, _pipeline(name, output, lab_info(world.lab).s3_endpoint, min_rows=10_000_000)))
+    doc = lab_pipeline(name, BUCKET, output, lab_info(world.lab).s3_endpoint, backoff_limit=2, min_rows=10_000_000)
+    run_dir = job_run_dir(world, create(k, doc)["metadata"]["uid"])
     ended = wait_for(lambda: _read(run_dir / "exit.json"), 180, "the gated run to end", interval=0.2)
     done = wait_for(lambda: (o := k.get_json("fp", name)).get("status", {}).get("lastRun", {}).get("result")
                     == "QualityFailed" and o, 60, "the status to report the refused gate", interval=0.5)
@@ -158,7 +133,7 @@ def test_a_refusing_quality_gate_is_final_and_not_retried(world: World) -> None:
     assert conditions(done)["QualityPassed"]["reason"] == "QualityGateFailed"
     assert "Retrying" not in (run_dir / "log.txt").read_text()
     assert not list(run_dir.glob("result.attempt-*.json"))
-    assert _published(output) == []
+    assert published(output) == []
     RESULTS.append(f"quality gate refused (exit 3): 1 attempt, not retried; QualityPassed=False "
                    f"{conditions(done)['QualityPassed']['message']!r}")
 
