@@ -18,7 +18,6 @@ Uses the lab (fixed ports): `flock /tmp/recops-lab.lock .venv/bin/pytest tests/r
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.kube import Kubectl, temp_namespace
+from fixtures.kube import Kubectl, create_all, temp_namespace
 from fixtures.operator import OperatorProcess, operator_env, run_operator, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.lab("k8s", "mlflow"), pytest.mark.timeout(1200)]
@@ -67,12 +66,7 @@ def _doc(kind: str, name: str, mlflow: str) -> dict[str, Any]:
 
 
 def _create(k: Kubectl, docs: list[dict[str, Any]]) -> dict[str, str]:
-    out = k.run("create", "-o", "json", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                      "items": docs})).stdout
-    items, decoder, at = [], json.JSONDecoder(), 0  # one JSON document per created object
-    while out[at:].strip():
-        item, at = decoder.raw_decode(out, at + len(out[at:]) - len(out[at:].lstrip()))
-        items.append(item)
+    items = create_all(k, docs)
     return {i["metadata"]["uid"]: f"{i['kind']}/{i['metadata']['name']}" for i in items}
 
 

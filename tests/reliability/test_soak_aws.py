@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.kube import Kubectl, temp_namespace
+from fixtures.kube import Kubectl, create_all, temp_namespace
 from fixtures.operator import operator_env, wait_for
 from integration.aws.conftest import aws, aws_emulator  # noqa: F401 (fixtures: moto in server mode, an emulator)
 from recops.backends import aws as aws_backend
@@ -75,13 +75,7 @@ def _doc(short: str, kind: str, backend: str, name: str, mlflow: str) -> dict[st
 
 
 def _create(k: Kubectl, docs: list[dict[str, Any]]) -> dict[str, Owner]:
-    out = k.run("create", "-o", "json", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                                      "items": docs})).stdout
-    owners, decoder, at = {}, json.JSONDecoder(), 0  # one JSON document per created object
-    while out[at:].strip():
-        item, at = decoder.raw_decode(out, at + len(out[at:]) - len(out[at:].lstrip()))
-        owners[item["metadata"]["uid"]] = Owner.from_body(item["kind"], item)
-    return owners
+    return {i["metadata"]["uid"]: Owner.from_body(i["kind"], i) for i in create_all(k, docs)}
 
 
 def _pages(client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
