@@ -15,7 +15,7 @@ help:
 	@echo "make crds        regenerate crds/ and the chart's copy from operator/recops/api"
 	@echo "make bench       run the benchmarks under bench/ (slow; results in bench/results/)"
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt hatch_build.py model-format/recops_model/_qscore.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> Installing Python packages into $(VENV) (first time: a few minutes)"
 	$(BIN)/pip install --quiet --upgrade pip

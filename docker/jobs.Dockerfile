@@ -13,14 +13,15 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/recops
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY operator/recops operator/recops
 COPY feature-jobs/recops_features feature-jobs/recops_features
 COPY training/recops_training training/recops_training
 COPY model-format/recops_model model-format/recops_model
 COPY model-server/recops_server model-server/recops_server
 COPY drift/recops_drift drift/recops_drift
-# Every dependency ships manylinux wheels, so no compiler is needed even here.
+# Every dependency ships manylinux wheels, so no compiler is needed even here (without one the int8
+# scoring kernel is skipped: the serving image builds it, see server.Dockerfile).
 RUN /opt/recops/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/recops/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && /opt/recops/bin/pip install --no-cache-dir "$(ls /wheels/recops-*.whl)[features,training,drift]" \

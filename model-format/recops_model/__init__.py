@@ -15,6 +15,7 @@ Public API::
     load_model(path) -> RecModel
     recommend(model, user_id, k, *, exclude_seen=True, exclude_items=(), category=None) -> Recommendations
     recommend_batch(model, user_ids, k, *, ...) -> list[Recommendations]
+    prepare(model) -> "int8+float32" | "float32"   (build lookups and the int8 index ahead of requests)
 """
 
 from ._format import (
@@ -29,7 +30,7 @@ from ._format import (
     save_model,
     verify_model_dir,
 )
-from ._scoring import Recommendations, UnknownCategory, recommend, recommend_batch
+from ._scoring import Recommendations, UnknownCategory, prepare, recommend, recommend_batch
 
 __all__ = [
     "FORMAT_VERSION",
@@ -42,6 +43,7 @@ __all__ = [
     "Recommendations",
     "UnknownCategory",
     "load_model",
+    "prepare",
     "recommend",
     "recommend_batch",
     "save_model",

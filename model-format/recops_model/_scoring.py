@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from . import _quant
 from ._format import RecModel
 
 # Keep a batch's dense score block under ~64 MiB of float32.
@@ -317,23 +318,79 @@ def recommend_batch(
                 results[pos] = _result(model, user_ids[pos], idx, vals, False, None)
         else:
             block = max(1, _BLOCK_FLOATS // max(1, model.n_items))
-            not_cat = None if mask is None else ~mask
+            masks = _Masks(exclude_seen, excl, category, None if mask is None else ~mask)
+            quant = _quant.index_for(model) if model.kind == "factors" else None
+            if quant is not None and 16 * k > model.n_items:
+                quant = None  # k near the catalogue size: nothing to prefilter
             for start in range(0, rows_all.shape[0], block):
                 rows = rows_all[start : start + block]
-                scores = _score_block(model, rows)
-                if not scores.flags.writeable or scores.dtype != np.float32:
-                    scores = np.array(scores, dtype=np.float32)
-                if exclude_seen:
-                    _mask_seen(model, scores, rows)
-                if excl.shape[0]:
-                    scores[:, excl] = _NEG_INF
-                if not_cat is not None:
-                    scores[:, not_cat] = _NEG_INF
                 positions = known_pos[start : start + rows.shape[0]]
-                recs = _topk_results(model, [user_ids[p] for p in positions], scores, k)
+                users = [user_ids[p] for p in positions]
+                if quant is None:
+                    recs = _exact_topk(model, rows, users, k, masks)
+                else:
+                    recs = _prefiltered_topk(model, quant, rows, users, k, masks)
                 for pos, rec in zip(positions, recs, strict=True):
                     results[pos] = rec
     return [r for r in results if r is not None]
+
+
+@dataclass(frozen=True)
+class _Masks:
+    """What a request leaves out: the user's seen items, item indices, items outside the category."""
+
+    seen: bool
+    exclude: np.ndarray
+    category: str | None
+    not_category: np.ndarray | None
+
+    def apply(self, model: RecModel, scores: np.ndarray, rows: np.ndarray) -> None:
+        if self.seen:
+            _mask_seen(model, scores, rows)
+        if self.exclude.shape[0]:
+            scores[:, self.exclude] = _NEG_INF
+        if self.not_category is not None:
+            scores[:, self.not_category] = _NEG_INF
+
+
+def _exact_topk(
+    model: RecModel, rows: np.ndarray, users: Sequence[str | None], k: int, masks: _Masks
+) -> list[Recommendations]:
+    """Every item scored in float32, masked, top-k."""
+    scores = _score_block(model, rows)
+    if not scores.flags.writeable or scores.dtype != np.float32:
+        scores = np.array(scores, dtype=np.float32)
+    masks.apply(model, scores, rows)
+    return _topk_results(model, users, scores, k)
+
+
+def _prefiltered_topk(
+    model: RecModel, index: _quant.QuantIndex, rows: np.ndarray, users: Sequence[str | None], k: int, masks: _Masks
+) -> list[Recommendations]:
+    """The exact top-k of ``_quant`` (int8 candidates, float32 rescoring, in the kernel); users it cannot
+    bound (most items masked, a margin wider than the scores' spread) are scored in full (``_exact_topk``)."""
+    top, vals, ok = index.topk(
+        rows, k, seen=masks.seen, exclude=masks.exclude, category=masks.category, outside=masks.not_category
+    )
+    ids, score_lists, idx_lists = model.item_ids[top].tolist(), vals.tolist(), top.tolist()
+    recs: list[Recommendations | None] = [
+        Recommendations(u, ids[j], score_lists[j], False, None, idx_lists[j]) if ok[j] else None
+        for j, u in enumerate(users)
+    ]
+    if not ok.all():
+        redo = np.flatnonzero(~ok)
+        again = _exact_topk(model, rows[redo], [users[j] for j in redo.tolist()], k, masks)
+        for j, rec in zip(redo.tolist(), again, strict=True):
+            recs[j] = rec
+    return [r for r in recs if r is not None]
+
+
+def prepare(model: RecModel) -> str:
+    """Build what scoring looks up lazily (id indices, popularity order, the int8 index), so the first
+    requests after a load do not pay for it. Returns how the model is scored: ``"int8+float32"`` (the
+    int8 first pass, exact float32 answers) or ``"float32"``."""
+    _ = model.user_index, model.item_index, model.categories, model.popularity_order
+    return "int8+float32" if model.kind == "factors" and _quant.index_for(model) is not None else "float32"
 
 
 def recommend(
