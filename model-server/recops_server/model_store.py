@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from recops_model import MANIFEST_FILE, MLFLOW_ARTIFACT_KEY, ModelRejected, RecModel, load_model
+from recops_model import MANIFEST_FILE, MLFLOW_ARTIFACT_KEY, ModelRejected, RecModel, load_model, prepare
 
 from .metrics import Metrics
 
@@ -49,14 +49,16 @@ class LoadedModel:
     source: str
     loaded_at: float
     popularity_percentile: np.ndarray = field(repr=False)
+    scoring: str = "float32"  # "int8+float32": the exact int8 first pass of recops_model (factors models)
 
     @classmethod
     def build(cls, model: RecModel, name: str, version: str, source: str) -> LoadedModel:
+        scoring = prepare(model)  # before the swap: the first requests find every index built
         n = model.n_items
         pct = np.empty(n, dtype=np.float32)
         if n:
             pct[model.popularity_order] = 1.0 - np.arange(n, dtype=np.float32) / n
-        return cls(model, name, version, model.digest or "", source, time.time(), pct)
+        return cls(model, name, version, model.digest or "", source, time.time(), pct, scoring)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class LoadedModel:
             "items": self.model.n_items,
             "users": self.model.n_users,
             "source": self.source,
+            "scoring": self.scoring,
             "loadedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
         }
 
@@ -300,11 +303,12 @@ class ModelStore:
         self.metrics.model_loaded_timestamp.set(loaded.loaded_at)
         self.metrics.model_reloads.labels("loaded").inc()
         log.info(
-            "Loaded model %s version %s (%s, %d items, digest %s)",
+            "Loaded model %s version %s (%s, %d items, %s scoring, digest %s)",
             loaded.name,
             loaded.version,
             loaded.model.algorithm,
             loaded.model.n_items,
+            loaded.scoring,
             loaded.digest,
         )
         return Attempt("loaded", loaded.version)
