@@ -17,8 +17,9 @@ per-round ratios), the machine, its load average, and package versions. Each run
 server's CPU seconds (its whole process tree, from /proc): requests per server CPU second is the
 steadier figure when other work shares core 0; the recops runs also record the mean micro-batch size
 (from the server's ``recops_scoring_batch_size`` histogram). A kernel section measures in-process ``recommend()``
-(one user) and ``recommend_batch`` (16 users, per user) against a pure read of the item-factor matrix
-(its memory floor), interleaved, for the HTTP catalogues and for ``--kernel-items`` (100k and 1M items).
+(one user) and ``recommend_batch`` (16 users, per user) against pure reads of the float32 item-factor matrix
+and of the int8 copy the server scores from (the memory floors), interleaved, for the HTTP catalogues and for
+``--kernel-items`` (100k and 1M items).
 
 One command re-runs everything (about 4 minutes; run it on a quiet machine, nothing else on the cores)::
 
@@ -57,7 +58,7 @@ import scipy.sparse as sp
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "model-format"), str(REPO / "model-server")]
 
-from recops_model import RecModel, load_model, recommend, recommend_batch, save_model  # noqa: E402
+from recops_model import RecModel, _quant, load_model, recommend, recommend_batch, save_model  # noqa: E402
 from recops_model._scoring import _score_block  # noqa: E402
 
 PYTHONPATH = os.pathsep.join([str(REPO / "model-format"), str(REPO / "model-server"), str(Path(__file__).parent)])
@@ -207,22 +208,29 @@ def batch_sizes(url: str) -> tuple[float, float]:
 
 
 def kernel(model: RecModel, reps: int = 300, rounds: int = 7) -> dict[str, float]:
-    """Per-request scoring time in-process vs the memory floor of reading the item factors once.
+    """Per-request scoring time in-process vs the memory floors of reading the item factors once.
 
-    The three loops run interleaved, round after round, and each ratio is the median of the per-round
-    ratios (a shared core's noise hits both sides of a ratio alike). Also: one user's cost inside a
-    micro-batch of 16 (``recommend_batch``: one matrix product, what the server does under load)."""
+    Two floors: reading the float32 item factors (what exhaustive float32 scoring must read), and reading
+    the int8 copy the server scores from (``recops_model._quant``: a quarter of the bytes; the float32
+    rows of a few candidates a user are read besides). The loops run interleaved, round after round, and
+    each ratio is the median of the per-round ratios (a shared core's noise hits both sides alike). Also:
+    one user's cost inside a micro-batch of 16 (``recommend_batch``, what the server does under load), and
+    the float32 product alone (``gemv``: what every request cost before the int8 pass)."""
     assert model.item_factors is not None and model.user_factors is not None
     v = model.item_factors
     users = [f"u{i}" for i in range(reps)]
     for u in users[:20]:
         recommend(model, u, 10)
+    index = _quant.index_for(model)
     flat = np.ascontiguousarray(v).ravel()
+    # np.max over bytes: one SIMD pass (the float32 floor reads with np.dot, which runs as fast)
+    int8 = index.items.ravel() if index is not None else np.zeros(1, np.uint8)
     batch = max(1, reps // 16)
     loops: dict[str, tuple[int, Any]] = {
         "recommend": (reps, lambda i: recommend(model, users[i], 10)),
-        "gemv": (reps, lambda i: _score_block(model, np.array([model.user_index[users[i]]]))),  # the product alone
-        "read": (reps, lambda i: np.dot(flat, flat)),  # one SIMD pass over the matrix: the read floor
+        "gemv": (reps, lambda i: _score_block(model, np.array([model.user_index[users[i]]]))),  # float32 product
+        "read": (reps, lambda i: np.dot(flat, flat)),  # one SIMD pass over the float32 matrix
+        "read_int8": (reps, lambda i: int8.max()),  # one SIMD pass over the int8 copy
         "batch16": (batch, lambda i: recommend_batch(model, users[16 * i : 16 * i + 16], 10)),
     }
     us: dict[str, list[float]] = {name: [] for name in loops}
@@ -237,14 +245,19 @@ def kernel(model: RecModel, reps: int = 300, rounds: int = 7) -> dict[str, float
         return statistics.median(x / y for x, y in zip(us[a], us[b], strict=True))
 
     return {
+        "int8_index": float(index is not None),
         "recommend_us": statistics.median(us["recommend"]),
         "gemv_us": statistics.median(us["gemv"]),
         "read_item_factors_us": statistics.median(us["read"]),
+        "read_int8_us": statistics.median(us["read_int8"]),
         "batch16_per_user_us": statistics.median(us["batch16"]),
         "item_factors_mb": v.nbytes / 1e6,
+        "int8_mb": int8.nbytes / 1e6,
         "recommend_over_read": ratio("recommend", "read"),
+        "recommend_over_read_int8": ratio("recommend", "read_int8"),
         "recommend_over_gemv": ratio("recommend", "gemv"),
         "batch16_per_user_over_read": ratio("batch16", "read"),
+        "batch16_per_user_over_read_int8": ratio("batch16", "read_int8"),
     }
 
 
