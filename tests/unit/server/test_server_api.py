@@ -41,6 +41,26 @@ def test_health_ready_and_model_version(client: TestClient) -> None:
     assert body["lastAttempt"]["result"] == "loaded"
     info = client.get("/v1/model").json()
     assert info["categories"] == ["x", "y"] and info["version"] == body["model"]["version"]
+    assert info["scoring"] == "float32"  # 4 items: no int8 pass
+
+
+def test_loading_builds_the_int8_index_before_the_swap() -> None:
+    """A factors model large enough gets its int8 index while loading (not on its first request)."""
+    import numpy as np
+    import scipy.sparse as sp
+    from recops_model import _quant
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 50, _quant.MIN_ITEMS + 100
+    m = RecModel(
+        "puresvd", "factors", np.array([f"u{i}" for i in range(n_users)]), np.array([f"i{i}" for i in range(n_items)]),
+        sp.csr_matrix((n_users, n_items), dtype=np.float32), rng.random(n_items).astype(np.float32),
+        np.array(["x"] * n_items), user_factors=rng.standard_normal((n_users, 16)).astype(np.float32),
+        item_factors=rng.standard_normal((n_items, 16)).astype(np.float32),
+    )  # fmt: skip
+    loaded = LoadedModel.build(m, "m", "1", "test")
+    assert "_quant_index" in m.__dict__ and "user_index" in m.__dict__
+    assert loaded.scoring == ("int8+float32" if _quant.available() else "float32") == loaded.info()["scoring"]
 
 
 def test_recommendations_for_known_user(client: TestClient) -> None:
