@@ -68,24 +68,29 @@ static inline __mmask16 lanes_in(int64_t n, int64_t blk) {
   return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
 }
 
-/* the 16 scores of block `blk` for user `u`, -inf past the last item; it[] holds the block's bytes and
-   four accumulator chains hide the dpbusd latency */
-#define BLOCK_SCORES(F4, it, iscale, n, blk, users, uscale, corr, u, out)                            \
+/* x = (float)(q . p - corr) * iscale for the 16 items of the block in it[], user u; the score is x * uscale[u]
+   (applied after a maximum where it can be: fl(x * s) grows with x for s > 0, so the maximum of the scores
+   is fl(max(x) * s), to the bit). sc: the block's iscale. Two accumulator chains: with several users the
+   out-of-order core overlaps their chains. Lanes past the last item are left to the caller. */
+#define BLOCK_X(F4, it, sc, users, corr, u, out)                                                    \
   do {                                                                                              \
     const int32_t* p_ = (const int32_t*)((users) + (u) * (F4) * 4);                                 \
-    __m512i a_ = _mm512_setzero_si512(), b_ = a_, c_ = a_, d_ = a_;                                  \
-    for (int g = 0; g < (F4); g += 4) {                                                             \
+    __m512i a_ = _mm512_setzero_si512(), b_ = a_;                                                   \
+    for (int g = 0; g < (F4); g += 2) {                                                             \
       a_ = _mm512_dpbusd_epi32(a_, (it)[g], _mm512_set1_epi32(p_[g]));                              \
       b_ = _mm512_dpbusd_epi32(b_, (it)[g + 1], _mm512_set1_epi32(p_[g + 1]));                      \
-      c_ = _mm512_dpbusd_epi32(c_, (it)[g + 2], _mm512_set1_epi32(p_[g + 2]));                      \
-      d_ = _mm512_dpbusd_epi32(d_, (it)[g + 3], _mm512_set1_epi32(p_[g + 3]));                      \
     }                                                                                               \
-    __m512i s_ = _mm512_add_epi32(_mm512_add_epi32(a_, b_), _mm512_add_epi32(c_, d_));               \
-    s_ = _mm512_sub_epi32(s_, _mm512_set1_epi32((corr)[u]));                                        \
-    __mmask16 m_ = lanes_in((n), (blk));                                                            \
-    __m512 sc_ = _mm512_maskz_loadu_ps(m_, (iscale) + (blk) * 16);                                   \
-    (out) = _mm512_mask_blend_ps(m_, _mm512_set1_ps(-INFINITY),                                     \
-                                 _mm512_mul_ps(_mm512_cvtepi32_ps(s_), _mm512_mul_ps(sc_, _mm512_set1_ps((uscale)[u])))); \
+    __m512i s_ = _mm512_sub_epi32(_mm512_add_epi32(a_, b_), _mm512_set1_epi32((corr)[u]));           \
+    (out) = _mm512_mul_ps(_mm512_cvtepi32_ps(s_), (sc));                                            \
+  } while (0)
+
+/* the 16 scores of block blk for user u (-inf past the last item): as qscore_max compares them */
+#define BLOCK_SCORES(F4, it, M, blk, u, out)                                                        \
+  do {                                                                                              \
+    __mmask16 m_ = lanes_in((M)->n, (blk));                                                         \
+    __m512 sc_ = _mm512_maskz_loadu_ps(m_, (M)->iscale + (blk) * 16), x_;                           \
+    BLOCK_X(F4, it, sc_, (M)->users, (M)->corr, (u), x_);                                           \
+    (out) = _mm512_mask_blend_ps(m_, _mm512_set1_ps(-INFINITY), _mm512_mul_ps(x_, _mm512_set1_ps((M)->uscale[u]))); \
   } while (0)
 
 #define LOAD_BLOCK(F4, it, items, blk)                                                              \
@@ -141,8 +146,26 @@ static void offer(int64_t* top, float* val, int64_t* len, int64_t k, int64_t ite
   val[at] = s;
 }
 
-/* the k-th largest of a[0..n) (1 <= k <= n), reordering a: quickselect (no NaN in a) */
+/* ask for bytes [p, p + len) ahead of use, a cache line at a time */
+static inline void prefetch(const uint8_t* p, int64_t len) {
+  for (int64_t o = 0; o < len; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
+/* the k-th largest of a[0..n) (1 <= k <= n), reordering a: for small k a sorted list of the k largest
+   (each value is mostly compared once with the smallest kept), else quickselect (no NaN in a) */
 static float kth_largest(float* a, int64_t n, int64_t k) {
+  if (k <= 32) {
+    float best[32];
+    int64_t len = 0;
+    for (int64_t i = 0; i < n; i++) {
+      float x = a[i];
+      if (len == k && !(x > best[k - 1])) continue;
+      int64_t at = len < k ? len++ : k - 1;
+      while (at > 0 && best[at - 1] < x) { best[at] = best[at - 1]; at--; }
+      best[at] = x;
+    }
+    return best[k - 1];
+  }
   int64_t lo = 0, hi = n - 1, want = k - 1;
   while (lo < hi) {
     float pivot = a[lo + (hi - lo) / 2];
@@ -172,16 +195,21 @@ typedef struct {
   TARGET static void max_##F4(const model_t* M, const int64_t* rows, int64_t B, const uint16_t* allowed,   \
                               float* gm, int64_t ldg, __m512* part) {                                  \
     int64_t nb = (M->n + 15) / 16;                                                                      \
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);                                                      \
     for (int64_t blk = 0; blk < nb; blk++) {                                                            \
       __m512i it[F4];                                                                                   \
       LOAD_BLOCK(F4, it, M->items, blk);                                                                \
+      __mmask16 m = lanes_in(M->n, blk);                                                                \
+      if (allowed) m &= allowed[blk];                                                                   \
+      __m512 sc = _mm512_maskz_loadu_ps(lanes_in(M->n, blk), M->iscale + blk * 16);                     \
       int first = blk % GB == 0, last = blk % GB == GB - 1 || blk == nb - 1;                            \
       for (int64_t b = 0; b < B; b++) {                                                                 \
-        __m512 v;                                                                                       \
-        BLOCK_SCORES(F4, it, M->iscale, M->n, blk, M->users, M->uscale, M->corr, rows[b], v);           \
-        if (allowed) v = _mm512_mask_blend_ps(allowed[blk], _mm512_set1_ps(-INFINITY), v);              \
-        if (!first) v = _mm512_max_ps(v, part[b]);                                                      \
-        if (last) gm[b * ldg + blk / GB] = _mm512_reduce_max_ps(v); else part[b] = v;                   \
+        __m512 x;                                                                                       \
+        BLOCK_X(F4, it, sc, M->users, M->corr, rows[b], x);                                             \
+        if (m != 0xFFFF) x = _mm512_mask_blend_ps(m, ninf, x);                                          \
+        if (!first) x = _mm512_max_ps(x, part[b]);                                                      \
+        if (last) gm[b * ldg + blk / GB] = _mm512_reduce_max_ps(x) * M->uscale[rows[b]];                \
+        else part[b] = x;                                                                               \
       }                                                                                                 \
     }                                                                                                   \
     for (int64_t b = 0; b < B; b++)                                                                     \
@@ -193,7 +221,7 @@ typedef struct {
       __m512i it[F4];                                                                                   \
       __m512 v;                                                                                         \
       LOAD_BLOCK(F4, it, M->items, cols[p]);                                                            \
-      BLOCK_SCORES(F4, it, M->iscale, M->n, cols[p], M->users, M->uscale, M->corr, rows[p], v);          \
+      BLOCK_SCORES(F4, it, M, cols[p], rows[p], v);                                                     \
       _mm512_storeu_ps(out + p * 16, v);                                                                \
     }                                                                                                   \
   }                                                                                                     \
@@ -201,8 +229,9 @@ typedef struct {
   TARGET static int topk_##F4(const model_t* M, const masks_t* X, int64_t row, int64_t k, float margin,  \
                               const float* gm, int64_t ldg, int64_t cap, float* scratch, int64_t* top,   \
                               float* val) {                                                             \
-    /* w unions of groups: up to 1024 (more: a tighter theta, a longer selection), at least k */       \
-    int64_t w = ldg < 1024 ? ldg : 1024;                                                                \
+    /* w unions of groups: up to 512 (more: a tighter theta but a longer selection; 512 was fastest at */ \
+    /* 100k items, 256 and 1024 slower), at least k                                                   */ \
+    int64_t w = ldg < 512 ? ldg : 512;                                                                  \
     if (w < k) w = k;                                                                                   \
     if (ldg < w) return 0;                                                                              \
     float* un = scratch + ldg; /* w floats */                                                           \
@@ -217,29 +246,46 @@ typedef struct {
     int64_t len = 0, found = 0;                                                                         \
     const float* u = M->U + row * M->f;                                                                 \
     const __m512 vthr = _mm512_set1_ps(thr);                                                            \
-    float lanes[16];                                                                                    \
+    /* the groups reaching thr, listed first (scratch is free again) so that their bytes can be fetched */ \
+    /* ahead of use: they are scattered over the catalogue and each would stall on memory              */ \
+    int32_t* cand = (int32_t*)scratch;                                                                  \
+    int64_t nc = 0;                                                                                     \
     for (int64_t c0 = 0; c0 < ldg; c0 += 16) { /* ldg is a multiple of 16 */                          \
       __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(gm + c0), vthr, _CMP_GE_OQ);                   \
-      for (; hit; hit &= (__mmask16)(hit - 1)) {                                                        \
-        int64_t grp = c0 + __builtin_ctz(hit);                                                          \
-        for (int64_t blk = grp * GB; blk < grp * GB + GB && blk * 16 < M->n; blk++) {                   \
+      for (; hit; hit &= (__mmask16)(hit - 1)) cand[nc++] = (int32_t)(c0 + __builtin_ctz(hit));         \
+    }                                                                                                   \
+    const int64_t group_bytes = GB * (F4) * 64, ahead = 2;                                              \
+    for (int64_t i = 0; i < ahead && i < nc; i++) prefetch(M->items + cand[i] * group_bytes, group_bytes); \
+    float lanes[16];                                                                                    \
+    int64_t todo[32], nt = 0;                                                                           \
+    for (int64_t i = 0; i < nc; i++) {                                                                  \
+      if (i + ahead < nc) prefetch(M->items + cand[i + ahead] * group_bytes, group_bytes);              \
+      int64_t grp = cand[i];                                                                            \
+      for (int64_t blk = grp * GB; blk < grp * GB + GB && blk * 16 < M->n; blk++) {                     \
         __m512i it[F4];                                                                                 \
         __m512 v;                                                                                       \
         LOAD_BLOCK(F4, it, M->items, blk);                                                              \
-        BLOCK_SCORES(F4, it, M->iscale, M->n, blk, M->users, M->uscale, M->corr, row, v);               \
+        BLOCK_SCORES(F4, it, M, blk, row, v);                                                           \
         __mmask16 pass = _mm512_cmp_ps_mask(v, vthr, _CMP_GE_OQ);                                       \
         if (X->allowed) pass &= X->allowed[blk];                                                        \
         _mm512_storeu_ps(lanes, v);                                                                     \
         for (; pass; pass &= (__mmask16)(pass - 1)) {                                                   \
           int64_t item = blk * 16 + __builtin_ctz(pass);                                                \
-          if (X->n_seen && in_sorted(X->seen, X->n_seen, item)) continue;                             \
-          if (X->n_excl && in_sorted(X->excl, X->n_excl, item)) continue;                             \
+          if (X->n_seen && in_sorted(X->seen, X->n_seen, item)) continue;                               \
+          if (X->n_excl && in_sorted(X->excl, X->n_excl, item)) continue;                               \
           if (++found > cap) return 0;                                                                  \
-          offer(top, val, &len, k, item, exact_dot(M->V + item * M->f, u, M->f));                      \
-        }                                                                                               \
+          /* rescored in batches: their float32 rows are fetched together, not one stall each */       \
+          prefetch((const uint8_t*)(M->V + item * M->f), M->f * 4);                                     \
+          todo[nt++] = item;                                                                            \
+          if (nt == 32) {                                                                               \
+            for (int64_t t = 0; t < nt; t++)                                                            \
+              offer(top, val, &len, k, todo[t], exact_dot(M->V + todo[t] * M->f, u, M->f));            \
+            nt = 0;                                                                                     \
+          }                                                                                             \
         }                                                                                               \
       }                                                                                                 \
     }                                                                                                   \
+    for (int64_t t = 0; t < nt; t++) offer(top, val, &len, k, todo[t], exact_dot(M->V + todo[t] * M->f, u, M->f)); \
     return len == k && isfinite(val[k - 1]);                                                            \
   }
 
@@ -304,7 +350,7 @@ int qscore_blocks(const qindex_t* X, const int64_t* rows, const int64_t* cols, i
    (item % 16) is clear in allowed[item / 16] (a category; NULL: none). Writes top[b * k ..] and val[b * k ..] best
    first (ties by lower item) and ok[b] = 1, or ok[b] = 0 where the bound cannot be used (fewer than k
    groups, a row mostly masked, more than cap items to rescore): the caller scores that user in full.
-   scratch: ldg + max(k, 1024) floats. */
+   scratch: ldg + max(k, 512) floats. */
 int qscore_topk(const qindex_t* X, const int64_t* rows, int64_t B, int64_t k, int seen, const int32_t* excl,
                 int64_t n_excl, const uint16_t* allowed, int64_t cap, int64_t ldg, float* gm, float* scratch,
                 int64_t* top, float* val, uint8_t* ok) {

@@ -14,7 +14,7 @@ candidates; every answer is computed from the float32 factors:
   ``margin``) can be in the top-k;
 * the kernel keeps, per user, only the largest approximate score of each group of ``GROUP`` (64)
   consecutive items, over the items of the requested category (:meth:`QuantIndex.group_max`). With the
-  groups holding a seen or excluded item left out, the k-th largest maximum of up to 1024 unions of groups
+  groups holding a seen or excluded item left out, the k-th largest maximum of up to 512 unions of groups
   is such a ``theta`` (k disjoint sets each hold an allowed item that large). The groups whose maximum
   reaches ``theta - margin`` are scored again, and the allowed items reaching it rescored in float32: the
   exact top-k, ties by lower item index (:meth:`QuantIndex.topk`). A user it cannot bound (fewer allowed
@@ -206,7 +206,7 @@ class QuantIndex:
         excl = np.ascontiguousarray(excl, dtype=np.int32)
         allowed = None if category is None or outside is None else self._allowed(category, outside).ctypes.data
         # one buffer for every output and work area (one address to take): top, values, group maxima, scratch
-        n_top, n_gm, n_scratch = b * k, b * ng, ng + max(k, 1024)
+        n_top, n_gm, n_scratch = b * k, b * ng, ng + max(k, 512)
         work = np.empty(3 * n_top + n_gm + n_scratch + b, dtype=np.float32)  # top is int64: 2 floats each
         base = work.ctypes.data
         at_val, at_gm = 8 * n_top, 8 * n_top + 4 * n_top
