@@ -289,6 +289,11 @@ def build_index(model: RecModel) -> QuantIndex | None:
         seen = seen.sorted_indices()
         seen_idx = seen.indices.astype(np.int32)
     seen_ptr = seen.indptr.astype(np.int64)
+    # the kernel indexes with these unchecked: refuse a malformed matrix here (load_model already checks)
+    sound = seen_ptr.shape == (u.shape[0] + 1,) and seen_ptr[0] == 0 and seen_ptr[-1] == seen_idx.shape[0]
+    sound = sound and bool((np.diff(seen_ptr) >= 0).all())
+    if not sound or (seen_idx.shape[0] and (seen_idx.min() < 0 or seen_idx.max() >= n)):
+        return None
     vf, uf = np.ascontiguousarray(v, dtype=np.float32), np.ascontiguousarray(u, dtype=np.float32)
     return QuantIndex(n, groups, items, iscale, p, uscale, corr, margin, vf, uf, seen_ptr, seen_idx)
 

@@ -33,6 +33,7 @@ from recops_model import (
     MLFLOW_ARTIFACT_KEY,
     RecModel,
     load_model,
+    prepare,
     recommend_batch,
     save_model,
     verify_model_dir,
@@ -50,6 +51,7 @@ class RecopsPyfunc(PythonModel):
 
     def load_context(self, context: Any) -> None:
         self._model = load_model(context.artifacts[MLFLOW_ARTIFACT_KEY])
+        prepare(self._model)  # lookups and the int8 index now, not on the first request
 
     # No type hints on purpose: MLflow would try to derive a schema from them (the signature is explicit).
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
