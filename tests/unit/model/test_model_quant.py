@@ -241,7 +241,8 @@ def test_small_or_unsupported_models_get_no_index() -> None:
     bad.item_factors[10, 3] = np.inf
     assert _quant.build_index(bad) is None  # non-finite items: float32 throughout
     m = model(n_users=3, n_items=5_000)
-    m.seen = sp.csr_matrix((np.ones(1, np.float32), np.array([5_000]), np.array([0, 1, 1, 1])), shape=(3, 5_000))
+    broken = sp.csr_matrix((np.ones(1, np.float32), np.array([5_000]), np.array([0, 1, 1, 1])), shape=(3, 5_000))
+    object.__setattr__(m, "seen", broken)  # RecModel is frozen; load_model would have refused this matrix
     assert _quant.build_index(m) is None  # an item index past the catalogue: the kernel would write out of bounds
 
 
