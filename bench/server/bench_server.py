@@ -215,7 +215,8 @@ def kernel(model: RecModel, reps: int = 300, rounds: int = 7) -> dict[str, float
     rows of a few candidates a user are read besides). The loops run interleaved, round after round, and
     each ratio is the median of the per-round ratios (a shared core's noise hits both sides alike). Also:
     one user's cost inside a micro-batch of 16 (``recommend_batch``, what the server does under load), and
-    the float32 product alone (``gemv``: what every request cost before the int8 pass)."""
+    the float32 product alone (``gemv``: what every request cost before the int8 pass), and the kernel call
+    alone for one user (``topk``: ``QuantIndex.topk``, without ``recommend``'s Python around it)."""
     assert model.item_factors is not None and model.user_factors is not None
     v = model.item_factors
     users = [f"u{i}" for i in range(reps)]
@@ -226,8 +227,14 @@ def kernel(model: RecModel, reps: int = 300, rounds: int = 7) -> dict[str, float
     # np.max over bytes: one SIMD pass (the float32 floor reads with np.dot, which runs as fast)
     int8 = index.items.ravel() if index is not None else np.zeros(1, np.uint8)
     batch = max(1, reps // 16)
+    rows = np.array([model.user_index[u] for u in users], dtype=np.int64)
+    none = np.zeros(0, dtype=np.int64)
     loops: dict[str, tuple[int, Any]] = {
         "recommend": (reps, lambda i: recommend(model, users[i], 10)),
+        # the C kernel call alone for one user (int8 pass, candidates, float32 rescoring; no Python around it)
+        "topk": (reps, lambda i: index.topk(rows[i : i + 1], 10, seen=True, exclude=none, category=None, outside=None))
+        if index is not None
+        else (1, lambda i: None),
         "gemv": (reps, lambda i: _score_block(model, np.array([model.user_index[users[i]]]))),  # float32 product
         "read": (reps, lambda i: np.dot(flat, flat)),  # one SIMD pass over the float32 matrix
         "read_int8": (reps, lambda i: int8.max()),  # one SIMD pass over the int8 copy
@@ -247,6 +254,7 @@ def kernel(model: RecModel, reps: int = 300, rounds: int = 7) -> dict[str, float
     return {
         "int8_index": float(index is not None),
         "recommend_us": statistics.median(us["recommend"]),
+        "topk_us": statistics.median(us["topk"]),
         "gemv_us": statistics.median(us["gemv"]),
         "read_item_factors_us": statistics.median(us["read"]),
         "read_int8_us": statistics.median(us["read_int8"]),
@@ -255,6 +263,7 @@ def kernel(model: RecModel, reps: int = 300, rounds: int = 7) -> dict[str, float
         "int8_mb": int8.nbytes / 1e6,
         "recommend_over_read": ratio("recommend", "read"),
         "recommend_over_read_int8": ratio("recommend", "read_int8"),
+        "topk_over_read_int8": ratio("topk", "read_int8"),
         "recommend_over_gemv": ratio("recommend", "gemv"),
         "batch16_per_user_over_read": ratio("batch16", "read"),
         "batch16_per_user_over_read_int8": ratio("batch16", "read_int8"),
