@@ -229,8 +229,8 @@ typedef struct {
   TARGET static int topk_##F4(const model_t* M, const masks_t* X, int64_t row, int64_t k, float margin,  \
                               const float* gm, int64_t ldg, int64_t cap, float* scratch, int64_t* top,   \
                               float* val) {                                                             \
-    /* w unions of groups: up to 512 (more: a tighter theta but a longer selection; 512 was fastest at */ \
-    /* 100k items, 256 and 1024 slower), at least k                                                   */ \
+    /* w unions of groups: up to 512 (more: a tighter theta but a longer selection; at 100k items 1024 */ \
+    /* was 20% slower, 256 no faster), at least k                                                     */ \
     int64_t w = ldg < 512 ? ldg : 512;                                                                  \
     if (w < k) w = k;                                                                                   \
     if (ldg < w) return 0;                                                                              \
