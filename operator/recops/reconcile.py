@@ -565,11 +565,19 @@ RECONCILERS: dict[str, Reconciler] = {
 def cleanup(ctx: Context, plural: str, body: Mapping[str, Any]) -> None:
     """On delete: stop local processes and remove AWS resources; cluster children go with their owner references.
 
-    A failing AWS call raises, so kopf retries and the finalizer stays until the cleanup is done.
+    Under the object's lock: a resync that read the object just before its deletion may still be creating
+    what this removes (an ECS service created after the cleanup looked for it was left behind). A failing
+    AWS call raises, so kopf retries and the finalizer stays until the cleanup is done.
     """
+    uid = body["metadata"]["uid"]
+    with ctx.lock_for(uid):
+        _cleanup(ctx, plural, body)
+    ctx.forget(uid)
+
+
+def _cleanup(ctx: Context, plural: str, body: Mapping[str, Any]) -> None:
     kind = next(k for k, p in KIND_PLURALS.items() if p == plural)
     owner = Owner.from_body(kind, body)
-    ctx.forget(owner.uid)
     backend = (body.get("spec") or {}).get("backend") or Backend.KUBERNETES
     if backend == Backend.KUBERNETES:
         return
