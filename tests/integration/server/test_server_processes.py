@@ -158,15 +158,27 @@ def test_sigterm_under_load_loses_no_request(tmp_path: Path, start_server) -> No
 
 
 def test_sigterm_finishes_in_flight_requests(tmp_path: Path, start_server) -> None:  # type: ignore[no-untyped-def]
+    """Six batch requests are in flight when SIGTERM comes: each has sent its headers and holds back the rest of
+    its body until after the signal (so they are in flight for sure, however fast scoring is), then each must
+    still be scored and answered in full before the process exits."""
     save_model(big_model(), tmp_path / "model")
     srv = start_server({"RECOPS_MODEL_URI": str(tmp_path / "model"), "RECOPS_RELOAD_INTERVAL_SECONDS": "0"})
-    body = {"requests": [{"userId": f"u{i}", "k": 100} for i in range(1000)]}
-    assert httpx.post(f"{srv.url}/v1/recommendations", json=body, timeout=60).status_code == 200
+    payload = json.dumps({"requests": [{"userId": f"u{i}", "k": 100} for i in range(1000)]}).encode()
+    json_type = {"content-type": "application/json"}
+    warm = httpx.post(f"{srv.url}/v1/recommendations", content=payload, headers=json_type, timeout=60)
+    assert warm.status_code == 200
     statuses: list[int | str] = []
+    release = threading.Event()
+
+    def held_body() -> Any:
+        yield payload[:100]
+        release.wait(60)
+        yield payload[100:]
 
     def call() -> None:
         try:
-            statuses.append(httpx.post(f"{srv.url}/v1/recommendations", json=body, timeout=60).status_code)
+            r = httpx.post(f"{srv.url}/v1/recommendations", content=held_body(), headers=json_type, timeout=60)
+            statuses.append(r.status_code if r.status_code != 200 or len(r.json()["results"]) == 1000 else "short")
         except httpx.HTTPError as exc:
             statuses.append(repr(exc))
 
@@ -174,7 +186,7 @@ def test_sigterm_finishes_in_flight_requests(tmp_path: Path, start_server) -> No
     for t in threads:
         t.start()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until all six are in flight (accepted, being scored)
+    while time.monotonic() < deadline:  # wait until all six are in flight (accepted, bodies held back)
         m = re.search(r"^recops_in_flight_requests (\S+)$", httpx.get(f"{srv.url}/metrics").text, re.M)
         if m and float(m.group(1)) >= 6:
             break
@@ -182,6 +194,8 @@ def test_sigterm_finishes_in_flight_requests(tmp_path: Path, start_server) -> No
     else:
         raise AssertionError("the six requests never were in flight together")
     srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the server is shutting down now, with six requests half received
+    release.set()
     for t in threads:
         t.join(120)
     assert statuses == [200] * 6, (statuses, srv.log()[-2000:])
