@@ -8,7 +8,7 @@
  * a block sit in the 16 lanes, so no horizontal sums. The integer sums are exact (|sum| < 2^21), and every
  * entry point computes a score with the same instructions, so they agree to the bit.
  *
- * qscore_max keeps one number a user and group of GB blocks: its largest score. qscore_topk bounds each
+ * Its max pass (max_any) keeps one number a user and group of GB blocks: its largest score. qscore_topk bounds each
  * user's k-th best allowed score from those, scores again only the groups that can hold a top-k item, and
  * rescores their items in float32: the exact top-k (recops_model._quant has the argument). qscore_blocks
  * gives every score of chosen blocks (for checks). A plain shared library (no Python API) loaded with ctypes;
@@ -53,7 +53,7 @@ typedef struct {
   const int32_t* seen_idx; /* ascending within each user */
 } qindex_t;
 
-/* blocks a group: qscore_max keeps one maximum per GB * 16 consecutive items (fewer maxima to store and
+/* blocks a group: the max pass keeps one maximum per GB * 16 consecutive items (fewer maxima to store and
    scan; more items to score again per candidate group). 4: the fastest on 10k and 100k items. */
 #define GB 4
 
@@ -84,7 +84,7 @@ static inline __mmask16 lanes_in(int64_t n, int64_t blk) {
     (out) = _mm512_mul_ps(_mm512_cvtepi32_ps(s_), (sc));                                            \
   } while (0)
 
-/* the 16 scores of block blk for user u (-inf past the last item): as qscore_max compares them */
+/* the 16 scores of block blk for user u (-inf past the last item): as the max pass compares them */
 #define BLOCK_SCORES(F4, it, M, blk, u, out)                                                        \
   do {                                                                                              \
     __mmask16 m_ = lanes_in((M)->n, (blk));                                                         \
@@ -199,9 +199,8 @@ typedef struct {
     for (int64_t blk = 0; blk < nb; blk++) {                                                            \
       __m512i it[F4];                                                                                   \
       LOAD_BLOCK(F4, it, M->items, blk);                                                                \
-      __mmask16 m = lanes_in(M->n, blk);                                                                \
-      if (allowed) m &= allowed[blk];                                                                   \
-      __m512 sc = _mm512_maskz_loadu_ps(lanes_in(M->n, blk), M->iscale + blk * 16);                     \
+      __mmask16 in = lanes_in(M->n, blk), m = allowed ? (__mmask16)(in & allowed[blk]) : in;            \
+      __m512 sc = _mm512_maskz_loadu_ps(in, M->iscale + blk * 16);                                      \
       int first = blk % GB == 0, last = blk % GB == GB - 1 || blk == nb - 1;                            \
       for (int64_t b = 0; b < B; b++) {                                                                 \
         __m512 x;                                                                                       \
@@ -293,7 +292,9 @@ KERNELS(8)
 KERNELS(16)
 KERNELS(32)
 
-/* qscore_max's work: users in chunks of 64 (part[] holds their running group maxima) */
+/* the max pass: gm[b * ldg + c] = the largest score in group c for user rows[b], over the items allowed
+   (bit item % 16 of allowed[item / 16]; NULL: all), -inf where none and from ceil(n / (GB * 16)) up to ldg.
+   Users in chunks of 64 (part[] holds their running group maxima). */
 TARGET static int max_any(const model_t* M, const int64_t* rows, int64_t B, const uint16_t* allowed, float* gm,
                           int64_t ldg) {
   __m512 part[64];
@@ -310,38 +311,25 @@ TARGET static int max_any(const model_t* M, const int64_t* rows, int64_t B, cons
 }
 #endif
 
-/* Entry points: each returns 0, or -1 without a kernel for X->f4 or on a CPU without AVX-512 VNNI. */
-
-/* gm[b * ldg + c] = the largest score in group c (items c * GB * 16 up to (c + 1) * GB * 16) for user
-   rows[b], over the items whose bit (item % 16) is set in allowed[item / 16] (NULL: all); -inf where there
-   is none, and from ceil(n / (GB * 16)) up to ldg */
-int qscore_max(const qindex_t* X, const int64_t* rows, int64_t B, const uint16_t* allowed, float* gm, int64_t ldg) {
-#ifdef QSCORE_X86
-  if (!qscore_supported()) return -1;
-  return max_any(X, rows, B, allowed, gm, ldg);
-#else
-  (void)X; (void)rows; (void)B; (void)allowed; (void)gm; (void)ldg;
-  return -1;
-#endif
-}
+/* Entry points (M: the index): each returns 0, or -1 without a kernel for M->f4 or on a CPU without AVX-512 VNNI. */
 
 /* out[p * 16 + lane] = the score of item cols[p] * 16 + lane for user rows[p] (-inf past the last item) */
-int qscore_blocks(const qindex_t* X, const int64_t* rows, const int64_t* cols, int64_t P, float* out) {
+int qscore_blocks(const qindex_t* M, const int64_t* rows, const int64_t* cols, int64_t P, float* out) {
 #ifdef QSCORE_X86
   if (!qscore_supported()) return -1;
-  switch (X->f4) {
-    case 8: blocks_8(X, rows, cols, P, out); return 0;
-    case 16: blocks_16(X, rows, cols, P, out); return 0;
-    case 32: blocks_32(X, rows, cols, P, out); return 0;
+  switch (M->f4) {
+    case 8: blocks_8(M, rows, cols, P, out); return 0;
+    case 16: blocks_16(M, rows, cols, P, out); return 0;
+    case 32: blocks_32(M, rows, cols, P, out); return 0;
   }
   return -1;
 #else
-  (void)X; (void)rows; (void)cols; (void)P; (void)out;
+  (void)M; (void)rows; (void)cols; (void)P; (void)out;
   return -1;
 #endif
 }
 
-/* The exact top-k of each user rows[b] (b < B). qscore_max's group maxima go to gm (B x ldg, ldg a multiple
+/* The exact top-k of each user rows[b] (b < B). The max pass's group maxima go to gm (B x ldg, ldg a multiple
    of 16 and >= ceil(n / (GB * 16))). The k-th largest maximum of (at least k) unions of groups that hold
    no masked item bounds the user's k-th best allowed score from below (theta); every group whose maximum
    reaches theta - margin[row] is scored again, and each allowed item reaching it is rescored in float32
@@ -351,30 +339,30 @@ int qscore_blocks(const qindex_t* X, const int64_t* rows, const int64_t* cols, i
    first (ties by lower item) and ok[b] = 1, or ok[b] = 0 where the bound cannot be used (fewer than k
    groups, a row mostly masked, more than cap items to rescore): the caller scores that user in full.
    scratch: ldg + max(k, 512) floats. */
-int qscore_topk(const qindex_t* X, const int64_t* rows, int64_t B, int64_t k, int seen, const int32_t* excl,
+int qscore_topk(const qindex_t* M, const int64_t* rows, int64_t B, int64_t k, int seen, const int32_t* excl,
                 int64_t n_excl, const uint16_t* allowed, int64_t cap, int64_t ldg, float* gm, float* scratch,
                 int64_t* top, float* val, uint8_t* ok) {
 #ifdef QSCORE_X86
-  masks_t M = {0, 0, excl, n_excl, allowed};
+  masks_t X = {0, 0, excl, n_excl, allowed};
   int (*one)(const model_t*, const masks_t*, int64_t, int64_t, float, const float*, int64_t, int64_t, float*,
              int64_t*, float*) = 0;
   if (!qscore_supported()) return -1;
-  switch (X->f4) {
+  switch (M->f4) {
     case 8: one = topk_8; break;
     case 16: one = topk_16; break;
     case 32: one = topk_32; break;
     default: return -1;
   }
-  if (max_any(X, rows, B, allowed, gm, ldg)) return -1;
+  if (max_any(M, rows, B, allowed, gm, ldg)) return -1;
   for (int64_t b = 0; b < B; b++) {
     int64_t row = rows[b];
-    M.seen = seen ? X->seen_idx + X->seen_ptr[row] : 0;
-    M.n_seen = seen ? X->seen_ptr[row + 1] - X->seen_ptr[row] : 0;
-    ok[b] = (uint8_t)one(X, &M, row, k, X->margin[row], gm + b * ldg, ldg, cap, scratch, top + b * k, val + b * k);
+    X.seen = seen ? M->seen_idx + M->seen_ptr[row] : 0;
+    X.n_seen = seen ? M->seen_ptr[row + 1] - M->seen_ptr[row] : 0;
+    ok[b] = (uint8_t)one(M, &X, row, k, M->margin[row], gm + b * ldg, ldg, cap, scratch, top + b * k, val + b * k);
   }
   return 0;
 #else
-  (void)X; (void)rows; (void)B; (void)k; (void)seen; (void)excl; (void)n_excl; (void)allowed; (void)cap; (void)ldg; (void)gm; (void)scratch; (void)top; (void)val; (void)ok;
+  (void)M; (void)rows; (void)B; (void)k; (void)seen; (void)excl; (void)n_excl; (void)allowed; (void)cap; (void)ldg; (void)gm; (void)scratch; (void)top; (void)val; (void)ok;
   return -1;
 #endif
 }

@@ -13,7 +13,7 @@ candidates; every answer is computed from the float32 factors:
   the k-th largest true score is at least ``theta - beta``, so no item with ``a < theta - 2*beta`` (the
   ``margin``) can be in the top-k;
 * the kernel keeps, per user, only the largest approximate score of each group of ``GROUP`` (64)
-  consecutive items, over the items of the requested category (:meth:`QuantIndex.group_max`). With the
+  consecutive items, over the items of the requested category (the max pass of ``_qscore.c``). With the
   groups holding a seen or excluded item left out, the k-th largest maximum of up to 512 unions of groups
   is such a ``theta`` (k disjoint sets each hold an allowed item that large). The groups whose maximum
   reaches ``theta - margin`` are scored again, and the allowed items reaching it rescored in float32: the
@@ -83,7 +83,6 @@ def _load_library() -> ctypes.CDLL | None:
     lib.qscore_group_items.restype = ctypes.c_int
     lib.qscore_group_items.argtypes = []
     for name, args in (
-        ("qscore_max", [ptr, ptr, i64, ptr, ptr, i64]),
         ("qscore_blocks", [ptr, ptr, ptr, i64, ptr]),
         ("qscore_topk", [ptr, ptr, i64, i64, ctypes.c_int, ptr, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr]),
     ):
@@ -93,7 +92,7 @@ def _load_library() -> ctypes.CDLL | None:
 
 
 _LIB = _load_library()
-# consecutive items behind one maximum of qscore_max (GB * 16 in _qscore.c)
+# consecutive items behind one maximum of the kernel's max pass (GB * 16 in _qscore.c)
 GROUP = int(_LIB.qscore_group_items()) if _LIB is not None else 64
 
 
@@ -167,14 +166,6 @@ class QuantIndex:
     def n_groups(self) -> int:
         """Groups of ``GROUP`` consecutive items, padded to a multiple of 16 (the kernel's row of maxima)."""
         return -(-self.n_items // (GROUP * 16)) * 16
-
-    def group_max(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), n_groups) float32: the largest approximate score in each group (-inf: no item)."""
-        assert _LIB is not None
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-        out = np.empty((rows.shape[0], self.n_groups), dtype=np.float32)
-        _check(_LIB.qscore_max(self._cp, rows.ctypes.data, rows.shape[0], None, out.ctypes.data, self.n_groups))  # type: ignore[attr-defined]
-        return out
 
     def approx_scores(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), n_items) float32: every approximate score, bit for bit as the kernel compares them
